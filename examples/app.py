@@ -1,0 +1,46 @@
+"""The bundled example app: a tiny ETL with progress, a flaky step, partial success."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from jobforge import Forge, JobContext, PartialSuccess
+
+app = Forge()  # reads JOBFORGE_DATABASE_URL, default sqlite:///jobforge.db
+
+
+@app.job(queue="etl", retries=3, timeout=60)
+def extract(ctx: JobContext, source: str) -> dict[str, object]:
+    """Pretend to read rows from a source, reporting progress as it goes."""
+    for step in range(1, 5):
+        ctx.progress(step * 25, f"read batch {step}/4 from {source}")
+    return {"source": source, "rows": 10 * len(source)}
+
+
+@app.job(queue="etl", retries=2, backoff=0.2)
+def flaky_load(ctx: JobContext, table: str) -> dict[str, object]:
+    """Fails on its first attempt, to show retries with backoff."""
+    if ctx.attempt == 1:
+        raise ConnectionError(f"warehouse busy while loading {table}")
+    return {"table": table, "loaded": True, "attempt": ctx.attempt}
+
+
+@app.job(retries=0)
+async def send_report(ctx: JobContext, recipients: list[str]) -> PartialSuccess:
+    """An async job that reaches only some recipients: ends as partial_success."""
+    await asyncio.sleep(0.01)
+    sent = [r for r in recipients if "@" in r]
+    failed = [{"type": "BadAddress", "message": f"cannot send to {r!r}"} for r in recipients if "@" not in r]
+    return PartialSuccess({"sent": sent}, failed)
+
+
+@app.job(retries=0)
+def divide(ctx: JobContext, a: float, b: float) -> float:
+    """Fails for good when b is 0: the job ends in the dead-letter state `failed`."""
+    return a / b
+
+
+@app.job(priority=5)
+def noop(ctx: JobContext, n: int = 0) -> int:
+    return n + random.randint(0, 0)

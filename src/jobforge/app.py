@@ -1,0 +1,216 @@
+"""Forge: the application object. Registry of job types, the store, and enqueueing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
+
+from jobforge.context import JobContext
+from jobforge.errors import UnknownJobType, ValidationError
+from jobforge.jobs import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    DEFAULT_QUEUE,
+    Job,
+    JobStatus,
+    NewJob,
+    encode_payload,
+    new_id,
+    parse_job_ref,
+    readable_id,
+    utcnow,
+)
+from jobforge.store.base import ListParams
+from jobforge.store.factory import open_store, resolve_url
+from jobforge.store.sql import SQLStore
+from jobforge.tasks import JobDefinition, JobOptions, JobSpec, default_options
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+PAYLOAD_LIMIT_ENV = "JOBFORGE_MAX_PAYLOAD_BYTES"
+
+
+class Forge:
+    """A jobforge application: `Forge(url)`, `@app.job`, `app.enqueue(...)`.
+
+    The store opens (and migrates) on first use, so importing an app module is cheap.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        max_payload_bytes: int | None = None,
+        default_queue: str = DEFAULT_QUEUE,
+        allow_unknown_types: bool = False,
+    ) -> None:
+        self.url = resolve_url(url)
+        env_limit = os.environ.get(PAYLOAD_LIMIT_ENV)
+        self.max_payload_bytes = max_payload_bytes or (
+            int(env_limit) if env_limit else DEFAULT_MAX_PAYLOAD_BYTES
+        )
+        self.default_queue = default_queue
+        self.allow_unknown_types = allow_unknown_types
+        self.registry: dict[str, JobDefinition[Any, Any]] = {}
+        self._store: SQLStore | None = None
+        self._store_lock = threading.Lock()
+        self.on_enqueue: list[Callable[[], None]] = []  # in-process worker wake-ups
+
+    # -- store -------------------------------------------------------------------------
+    @property
+    def store(self) -> SQLStore:
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = open_store(self.url)
+        return self._store
+
+    def use_url(self, url: str) -> None:
+        """Point the app at another database (the CLI's `--db`); only before first use."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self.url = url
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- registry ------------------------------------------------------------------------
+    @overload
+    def job(self, func: Callable[Concatenate[JobContext, P], R]) -> JobDefinition[P, R]: ...
+
+    @overload
+    def job(
+        self,
+        func: None = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        retries: int | None = None,
+        timeout: float | None = None,
+        priority: int | None = None,
+        backoff: float | None = None,
+        backoff_max: float | None = None,
+    ) -> Callable[[Callable[Concatenate[JobContext, P], R]], JobDefinition[P, R]]: ...
+
+    def job(self, func: Any = None, **options: Any) -> Any:
+        """Register a handler, called as `handler(ctx, **payload)` by a worker."""
+
+        def register(fn: Callable[Concatenate[JobContext, P], R]) -> JobDefinition[P, R]:
+            settings = default_options()
+            settings.update({k: v for k, v in options.items() if v is not None})
+            name = settings.pop("name", None) or fn.__name__
+            queue = settings.pop("queue", None) or self.default_queue
+            if name in self.registry:
+                raise ValidationError(f"Job type {name!r} is registered twice")
+            if settings["retries"] < 0:
+                raise ValidationError(f"retries must be >= 0 (job {name!r})")
+            definition = JobDefinition(self, fn, name=name, queue=queue, **settings)
+            self.registry[name] = definition
+            return definition
+
+        return register(func) if func is not None else register
+
+    def definition(self, type_name: str) -> JobDefinition[Any, Any] | None:
+        return self.registry.get(type_name)
+
+    # -- enqueue -------------------------------------------------------------------------
+    def enqueue(
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        connection: Any = None,
+        **options: Any,
+    ) -> str:
+        """Enqueue one job; returns its `job_…` id.
+
+        With `connection=` (a psycopg or sqlite3 connection in an open transaction) the job
+        is written inside that transaction and exists only if the caller commits.
+        """
+        spec = JobSpec(type, payload if payload is not None else {}, JobOptions(**options))
+        return self.enqueue_many([spec], connection=connection)[0]
+
+    def enqueue_many(self, specs: Iterable[JobSpec], *, connection: Any = None) -> list[str]:
+        """Validate every job first, then write them all in one transaction."""
+        rows = [self._resolve(spec) for spec in specs]
+        store = self.store if connection is None else self.store.bound(connection)
+        store.insert_jobs(rows)
+        for wake in self.on_enqueue:
+            wake()
+        return [readable_id(r.id) for r in rows]
+
+    async def enqueue_async(
+        self, type: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> str:
+        return await asyncio.to_thread(self.enqueue, type, payload, **options)
+
+    async def enqueue_many_async(self, specs: Sequence[JobSpec]) -> list[str]:
+        return await asyncio.to_thread(self.enqueue_many, specs)
+
+    def _resolve(self, spec: JobSpec) -> NewJob:
+        """Apply registered defaults and per-call options; refuse bad input before writing."""
+        definition = self.registry.get(spec.type)
+        if definition is None and not self.allow_unknown_types:
+            known = ", ".join(sorted(self.registry)) or "none registered"
+            raise UnknownJobType(f"Unknown job type {spec.type!r} (known: {known})")
+        o = spec.options
+        base = default_options() if definition is None else vars(definition)
+        retries = o.retries if o.retries is not None else base["retries"]
+        if retries < 0:
+            raise ValidationError("retries must be >= 0")
+        if o.delay is not None and o.delay < 0:
+            raise ValidationError("delay must be >= 0 seconds")
+        now = utcnow()
+        if o.run_at is not None:
+            if o.run_at.tzinfo is None:
+                raise ValidationError("run_at must be timezone-aware")
+            when = o.run_at
+        else:
+            when = now + timedelta(seconds=o.delay or 0)
+        queue = o.queue or (definition.queue if definition else self.default_queue)
+        return NewJob(
+            id=new_id(),
+            type=spec.type,
+            queue=queue,
+            payload_json=encode_payload(spec.payload, self.max_payload_bytes),
+            priority=o.priority if o.priority is not None else base["priority"],
+            scheduled_at=when,
+            status=JobStatus.SCHEDULED if when > now else JobStatus.QUEUED,
+            max_attempts=retries + 1,
+            timeout=o.timeout if o.timeout is not None else base["timeout"],
+            tenant_id=o.tenant_id,
+            trace_id=o.trace_id,
+            correlation_id=o.correlation_id,
+            created_at=now,
+            retry_backoff=base["backoff"],
+            retry_backoff_max=base["backoff_max"],
+        )
+
+    # -- inspection and control ------------------------------------------------------------
+    def get_job(self, ref: str) -> Job | None:
+        """A job by its UUID or `job_…` id."""
+        return self.store.get_job(parse_job_ref(ref))
+
+    def list_jobs(
+        self,
+        status: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        if status is not None:
+            JobStatus(status)  # ValueError names the bad status
+        return self.store.list_jobs(ListParams(status=status, queue=queue, type=type, limit=limit))
+
+    def cancel_job(self, ref: str) -> Job:
+        return self.store.cancel_job(parse_job_ref(ref))
+
+    def retry_job(self, ref: str) -> Job:
+        return self.store.retry_job(parse_job_ref(ref))

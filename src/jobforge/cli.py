@@ -1,0 +1,236 @@
+"""The `jobforge` command line: worker, enqueue, job inspection and control, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jobforge.app import Forge
+from jobforge.errors import JobforgeError, JobNotFound, ValidationError
+from jobforge.jobs import Job, JobStatus, iso, parse_payload_text
+from jobforge.loader import APP_ENV, load_app
+from jobforge.store.factory import ENV_VAR, open_store, resolve_url
+from jobforge.worker.worker import Worker, WorkerConfig
+
+T = TypeVar("T")
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+job_cli = typer.Typer(no_args_is_help=True, help="Inspect and control jobs.")
+db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
+cli.add_typer(job_cli, name="job")
+cli.add_typer(db_cli, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", envvar=ENV_VAR, help="Database URL (default sqlite:///jobforge.db)."),
+]
+AppOpt = Annotated[
+    str | None, typer.Option("--app", envvar=APP_ENV, help="Your app, as module:attr.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def main() -> None:
+    """Entry point: one-line errors and a non-zero exit for anything jobforge refuses."""
+    try:
+        cli()
+    except JobforgeError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _app(app_ref: str | None, db: str | None) -> Forge:
+    """The user's app when given (so job types are checked), else a bare one."""
+    if app_ref:
+        app = load_app(app_ref)
+        if db:
+            app.use_url(db)
+        return app
+    return Forge(resolve_url(db), allow_unknown_types=True)
+
+
+def _dump(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+# -- worker -------------------------------------------------------------------------------
+@cli.command()
+def worker(
+    app_ref: AppOpt = None,
+    db: DbOpt = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default all).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 4,
+    burst: Annotated[bool, typer.Option(help="Exit when no runnable job is left.")] = False,
+    lease_seconds: Annotated[float, typer.Option(min=1, help="Lease per claim.")] = 30.0,
+    grace: Annotated[float, typer.Option(min=0, help="Seconds running jobs get at shutdown.")] = 30.0,
+    poll_interval: Annotated[float, typer.Option(min=0.05, help="Fallback poll.")] = 2.0,
+    rescue_interval: Annotated[float, typer.Option(min=0.1)] = 5.0,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Run jobs until SIGTERM/SIGINT (graceful), or until idle with --burst."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = load_app(app_ref)
+    if db:
+        app.use_url(db)
+    if not app.registry:
+        raise ValidationError(f"App {app_ref or ''} registers no jobs: nothing to run")
+    config = WorkerConfig(
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        concurrency=concurrency,
+        burst=burst,
+        lease_seconds=lease_seconds,
+        grace_period=grace,
+        poll_interval=poll_interval,
+        rescue_interval=rescue_interval,
+    )
+    app.store  # noqa: B018 - open and migrate now, so a bad URL fails before we start
+    asyncio.run(_run_worker(Worker(app, config)))
+
+
+async def _run_worker(w: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal() -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            logging.getLogger("jobforge.worker").info("stopping: finishing running jobs")
+            w.request_stop()
+        else:
+            w.config.grace_period = 0  # second signal: release running jobs now
+            w.request_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    stats = await w.run()
+    err.print(f"worker done: claimed={stats.claimed} finished={stats.finished}", highlight=False)
+
+
+# -- enqueue ---------------------------------------------------------------------------------
+@cli.command()
+def enqueue(
+    type_name: Annotated[str, typer.Argument(metavar="TYPE", help="Job type (handler name).")],
+    payload: Annotated[str, typer.Option(help="JSON object.")] = "{}",
+    queue: Annotated[str | None, typer.Option()] = None,
+    priority: Annotated[int | None, typer.Option(help="Higher runs first.")] = None,
+    delay: Annotated[float | None, typer.Option(help="Seconds to wait before running.")] = None,
+    retries: Annotated[int | None, typer.Option()] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per attempt.")] = None,
+    app_ref: AppOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Enqueue one job and print its id."""
+    data = parse_payload_text(payload)
+    app = _app(app_ref, db)
+    job_id = app.enqueue(
+        type_name, data, queue=queue, priority=priority, delay=delay, retries=retries,
+        timeout=timeout,
+    )  # fmt: skip
+    sys.stdout.write(job_id + "\n")
+
+
+# -- job ------------------------------------------------------------------------------------------
+def _find(app: Forge, ref: str) -> Job:
+    job = app.get_job(ref)
+    if job is None:
+        raise JobNotFound(f"Job not found: {ref}")
+    return job
+
+
+@job_cli.command("show")
+def job_show(ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """One job, by UUID or job_… id."""
+    job = _find(_app(None, db), ref)
+    if as_json:
+        _dump(job.to_dict())
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in job.to_dict().items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, default=str)
+        table.add_row(f"[bold]{key}[/bold]", "" if value is None else str(value))
+    out.print(table)
+
+
+@job_cli.command("list")
+def job_list(
+    status: Annotated[str | None, typer.Option(help="|".join(s.value for s in JobStatus))] = None,
+    queue: Annotated[str | None, typer.Option()] = None,
+    type_name: Annotated[str | None, typer.Option("--type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Jobs, newest first."""
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise ValidationError(
+            f"Unknown status {status!r} (one of {', '.join(s.value for s in JobStatus)})"
+        )
+    jobs = _app(None, db).list_jobs(status=status, queue=queue, type=type_name, limit=limit)
+    if as_json:
+        _dump([j.to_dict() for j in jobs])
+        return
+    table = Table("job_id", "type", "queue", "status", "prio", "attempts", "progress", "created", "result / error")
+    for j in jobs:
+        detail = j.errors[-1]["message"] if j.status == JobStatus.FAILED and j.errors else j.result
+        table.add_row(
+            j.job_id, j.type, j.queue, _styled(j.status), str(j.priority),
+            f"{j.attempts}/{j.max_attempts}", f"{j.progress}%", iso(j.created_at) or "",
+            "" if detail is None else json.dumps(detail, default=str)[:60],
+        )  # fmt: skip
+    out.print(table)
+
+
+def _styled(status: JobStatus) -> str:
+    colour = {
+        JobStatus.SUCCEEDED: "green",
+        JobStatus.FAILED: "red",
+        JobStatus.PARTIAL_SUCCESS: "yellow",
+        JobStatus.RUNNING: "cyan",
+    }.get(status)
+    return f"[{colour}]{status.value}[/{colour}]" if colour else status.value
+
+
+def _control(action: Callable[[Forge, str], Job], ref: str, db: str | None, as_json: bool) -> None:
+    job = action(_app(None, db), ref)
+    if as_json:
+        _dump(job.to_dict())
+    else:
+        out.print(f"{job.job_id} {job.status.value}", highlight=False)
+
+
+@job_cli.command("cancel")
+def job_cancel(ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Cancel a job that has not finished (a running job's outcome is then discarded)."""
+    _control(Forge.cancel_job, ref, db, as_json)
+
+
+@job_cli.command("retry")
+def job_retry(ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Queue a failed, cancelled or skipped job again with a fresh attempt budget."""
+    _control(Forge.retry_job, ref, db, as_json)
+
+
+# -- db -----------------------------------------------------------------------------------------------
+@db_cli.command("migrate")
+def db_migrate(db: DbOpt = None) -> None:
+    """Apply pending schema migrations (also done automatically on first use)."""
+    store = open_store(db, migrate=False)
+    before = store.schema_version()
+    after = store.migrate()
+    store.close()
+    out.print(f"schema at version {after} (was {before})", highlight=False)

@@ -1,0 +1,205 @@
+"""The job record, its statuses, and the rules a payload must follow."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from jobforge.errors import PayloadError, PayloadTooLarge, ValidationError
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+DEFAULT_QUEUE = "default"
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a job. `failed` is the dead-letter state (attempts exhausted)."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL_SUCCESS = "partial_success"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset(
+    {
+        JobStatus.SUCCEEDED,
+        JobStatus.PARTIAL_SUCCESS,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+        JobStatus.SKIPPED,
+    }
+)
+CANCELLABLE = frozenset(
+    {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.WAITING, JobStatus.RUNNING}
+)
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SKIPPED})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def readable_id(job_uuid: uuid.UUID) -> str:
+    """The `job_<32 hex>` form shown to people; it is the UUID in another spelling."""
+    return "job_" + job_uuid.hex
+
+
+def parse_job_ref(ref: str) -> uuid.UUID:
+    """Accept either the UUID or the `job_…` id."""
+    text = ref.strip()
+    if text.startswith("job_"):
+        text = text[4:]
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise ValidationError(f"Invalid job id: {ref!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEntry:
+    """One structured error, appended to a job's `errors` list per failed attempt."""
+
+    type: str
+    message: str
+    traceback: str | None
+    attempt: int
+    time: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class PartialSuccess:
+    """Return this from a handler to end the job as `partial_success`."""
+
+    result: Any = None
+    errors: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NewJob:
+    """What `insert_jobs` writes: a fully resolved job, ids and times included."""
+
+    id: uuid.UUID
+    type: str
+    queue: str
+    payload_json: str
+    priority: int
+    scheduled_at: datetime
+    status: JobStatus
+    max_attempts: int
+    timeout: float | None
+    tenant_id: str | None
+    trace_id: str | None
+    correlation_id: str | None
+    created_at: datetime
+    retry_backoff: float
+    retry_backoff_max: float
+
+
+@dataclass(slots=True)
+class Job:
+    """A job as stored."""
+
+    id: uuid.UUID
+    type: str
+    queue: str
+    status: JobStatus
+    payload: dict[str, Any]
+    priority: int
+    scheduled_at: datetime
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    progress: int
+    progress_message: str | None
+    result: Any
+    result_url: str | None
+    errors: list[dict[str, Any]]
+    tenant_id: str | None
+    trace_id: str | None
+    correlation_id: str | None
+    retry_backoff: float
+    retry_backoff_max: float
+    worker_id: str | None
+    lease_token: str | None
+    lease_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @property
+    def job_id(self) -> str:
+        return readable_id(self.id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view (ISO 8601 UTC times), as printed by `--json`."""
+        out: dict[str, Any] = {"id": str(self.id), "job_id": self.job_id}
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            if name in ("id", "lease_token"):
+                continue
+            value = getattr(self, name)
+            if isinstance(value, datetime):
+                value = iso(value)
+            out[name] = value
+        return out
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode_payload(payload: Any, max_bytes: int) -> str:
+    """Validate a payload (a JSON object within the size limit) and return its JSON text."""
+    if not isinstance(payload, dict):
+        raise PayloadError(f"Payload must be a JSON object, got {type(payload).__name__}")
+    try:
+        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"Payload is not JSON-serialisable: {exc}") from None
+    size = len(text.encode())
+    if size > max_bytes:
+        raise PayloadTooLarge(f"Payload is {size} bytes, over the limit of {max_bytes} bytes")
+    return text
+
+
+def parse_payload_text(text: str) -> dict[str, Any]:
+    """Parse user-supplied JSON text into a payload object, with a one-line error."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"Payload is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise PayloadError(f"Payload must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def encode_result(value: Any) -> str | None:
+    """Results must be JSON; anything else is stored as its string form."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(repr(value))

@@ -1,0 +1,120 @@
+"""The storage interface: domain verbs, each one transaction, shared by every backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobforge.jobs import Job, JobStatus, NewJob
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimParams:
+    """Claim up to `limit` runnable jobs of `types` (and `queues`, None = all) for a worker."""
+
+    worker_id: str
+    types: Sequence[str]
+    queues: Sequence[str] | None
+    limit: int
+    lease_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one attempt, written only while the claim (`lease_token`) still holds."""
+
+    id: uuid.UUID
+    lease_token: str
+    status: JobStatus
+    result_json: str | None = None
+    errors: list[dict[str, Any]] | None = None  # the job's whole new error list
+    scheduled_at: datetime | None = None  # next run, for retries and snoozes
+    attempt_delta: int = 0  # -1 gives back the attempt (snooze)
+    progress: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    id: uuid.UUID
+    lease_token: str
+    progress: int
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListParams:
+    status: str | None = None
+    queue: str | None = None
+    type: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    hostname: str
+    pid: int
+    queues: Sequence[str] | None
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class RescueResult:
+    requeued: list[uuid.UUID] = field(default_factory=list)
+    failed: list[uuid.UUID] = field(default_factory=list)
+
+
+class Listener(Protocol):
+    """Calls `on_wake` whenever jobs may have become runnable (possibly spuriously)."""
+
+    def start(self, on_wake: Callable[[], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Store(Protocol):
+    """Every method is one transaction; `bound()` runs them inside the caller's own."""
+
+    url: str
+    supports_listen: bool
+
+    def migrate(self) -> int: ...
+
+    def schema_version(self) -> int: ...
+
+    def insert_jobs(self, jobs: Sequence[NewJob]) -> None: ...
+
+    def claim_jobs(self, params: ClaimParams) -> list[Job]: ...
+
+    def finish_jobs(
+        self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate] = ()
+    ) -> list[uuid.UUID]: ...
+
+    def heartbeat(self, worker_id: str, lease_seconds: float) -> list[uuid.UUID]: ...
+
+    def release_jobs(self, claims: Sequence[tuple[uuid.UUID, str]]) -> int: ...
+
+    def rescue_expired(self) -> RescueResult: ...
+
+    def cancel_job(self, job_id: uuid.UUID) -> Job: ...
+
+    def retry_job(self, job_id: uuid.UUID) -> Job: ...
+
+    def get_job(self, job_id: uuid.UUID) -> Job | None: ...
+
+    def list_jobs(self, params: ListParams) -> list[Job]: ...
+
+    def next_due_at(self, types: Sequence[str], queues: Sequence[str] | None) -> datetime | None: ...
+
+    def register_worker(self, info: WorkerInfo) -> None: ...
+
+    def unregister_worker(self, worker_id: str) -> None: ...
+
+    def bound(self, connection: Any) -> Store: ...
+
+    def listener(self) -> Listener: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,175 @@
+"""PostgreSQL backend: many workers on many machines, one database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from jobforge.errors import DatabaseUnavailable
+from jobforge.jobs import Job, JobStatus
+from jobforge.store.migrate import VERSION_TABLE, load_migrations
+from jobforge.store.queries import load_queries
+from jobforge.store.sql import Cursor, Row, SQLStore
+
+log = logging.getLogger("jobforge.store.postgres")
+
+CHANNEL = "jobforge_jobs"
+MIGRATION_LOCK = 0x6A6F62666F726765  # "jobforge": serialises concurrent migrators
+
+
+class PostgresStore(SQLStore):
+    """A store on PostgreSQL with a psycopg 3 connection pool."""
+
+    supports_listen = True
+
+    def __init__(self, url: str, max_connections: int = 10) -> None:
+        super().__init__(url, load_queries("jobforge.store.postgres"))
+        self.conninfo = url
+        try:
+            # Connect once directly so an unreachable server fails fast with its real reason.
+            psycopg.connect(url, connect_timeout=5).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(f"Cannot connect to PostgreSQL: {reason}") from None
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=max_connections, open=True, name="jobforge",
+            kwargs={"autocommit": False},
+        )  # fmt: skip
+
+    @contextmanager
+    def _tx(self) -> Iterator[Cursor]:
+        if self._external is not None:
+            with self._external.cursor(row_factory=dict_row) as cur:
+                yield cur
+            return
+        with self.pool.connection() as conn, conn.transaction():
+            with conn.cursor(row_factory=dict_row) as cur:
+                yield cur
+
+    @contextmanager
+    def _read(self) -> Iterator[Cursor]:
+        with self._tx() as cur:
+            yield cur
+
+    def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
+        return params
+
+    def _notify(self, cur: Cursor, queues: set[str]) -> None:
+        # Delivered at commit, so a woken worker always finds the rows.
+        for queue in queues:
+            cur.execute(self.q["notify"], {"queue": queue})
+
+    def _job(self, row: Row) -> Job:
+        return Job(
+            id=row["id"],
+            type=row["type"],
+            queue=row["queue"],
+            status=JobStatus(row["status"]),
+            payload=row["payload"],
+            priority=row["priority"],
+            scheduled_at=row["scheduled_at"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            timeout=row["timeout"],
+            progress=row["progress"],
+            progress_message=row["progress_message"],
+            result=row["result"],
+            result_url=row["result_url"],
+            errors=row["errors"],
+            tenant_id=row["tenant_id"],
+            trace_id=row["trace_id"],
+            correlation_id=row["correlation_id"],
+            retry_backoff=row["retry_backoff"],
+            retry_backoff_max=row["retry_backoff_max"],
+            worker_id=row["worker_id"],
+            lease_token=row["lease_token"],
+            lease_expires_at=row["lease_expires_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            started_at=row["started_at"],
+            completed_at=row["completed_at"],
+        )
+
+    # -- schema ----------------------------------------------------------------------
+    def schema_version(self) -> int:
+        with self._tx() as cur:
+            cur.execute("SELECT to_regclass(%s) AS t", (VERSION_TABLE,))
+            if cur.fetchone()["t"] is None:
+                return 0
+            cur.execute(f"SELECT max(version) AS v FROM {VERSION_TABLE}")
+            return int(cur.fetchone()["v"] or 0)
+
+    def migrate(self) -> int:
+        with self._tx() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur.execute(f"SELECT max(version) AS v FROM {VERSION_TABLE}")
+            current = int(cur.fetchone()["v"] or 0)
+            version = current
+            for mig in load_migrations("jobforge.store.postgres.migrations"):
+                if mig.version <= current:
+                    continue
+                cur.execute(mig.sql.encode())
+                cur.execute(
+                    f"INSERT INTO {VERSION_TABLE} (version, name) VALUES (%s, %s)",
+                    (mig.version, mig.name),
+                )
+                version = mig.version
+        return version
+
+    def listener(self) -> PgListener:
+        return PgListener(self.conninfo)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class PgListener:
+    """LISTEN on a dedicated connection; reconnects by itself after the server restarts."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_wake: Callable[[], None]) -> None:
+        self._thread = threading.Thread(
+            target=self._loop, args=(on_wake,), name="jobforge-pg-listener", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self, on_wake: Callable[[], None]) -> None:
+        delay = 0.2
+        first = True
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    delay = 0.2
+                    if not first:
+                        log.info("listener reconnected")
+                        on_wake()  # notifications sent while we were away are lost: look now
+                    first = False
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            on_wake()
+            except psycopg.Error as exc:
+                first = False
+                log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=3)

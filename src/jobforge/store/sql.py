@@ -1,0 +1,280 @@
+"""The storage verbs, written once over named queries; each dialect supplies its driver.
+
+A backend subclass owns connections, transactions, parameter adaptation and row decoding;
+the verbs below contain no dialect branches.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, LiteralString
+
+from jobforge.errors import InvalidTransition, JobNotFound
+from jobforge.jobs import CANCELLABLE, RETRYABLE, Job, JobStatus, NewJob, iso, utcnow
+from jobforge.store.base import (
+    ClaimParams,
+    Listener,
+    ListParams,
+    Outcome,
+    ProgressUpdate,
+    RescueResult,
+    WorkerInfo,
+)
+
+Row = Any
+Cursor = Any
+
+
+class SQLStore(ABC):
+    """Shared implementation of the `Store` protocol."""
+
+    supports_listen = False
+
+    def __init__(self, url: str, queries: dict[str, LiteralString]) -> None:
+        self.url = url
+        self.q = queries
+        self._external: Any = None  # a caller's connection, set by bound()
+
+    # -- driver hooks -------------------------------------------------------------
+    @abstractmethod
+    def _tx(self) -> AbstractContextManager[Cursor]:
+        """A cursor inside one write transaction, committed on success."""
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads that take no write lock."""
+
+    @abstractmethod
+    def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Turn Python values (UUID, datetime, list) into what the driver binds."""
+
+    @abstractmethod
+    def _job(self, row: Row) -> Job:
+        """Decode one `jobforge_jobs` row."""
+
+    @abstractmethod
+    def migrate(self) -> int: ...
+
+    @abstractmethod
+    def schema_version(self) -> int: ...
+
+    @abstractmethod
+    def listener(self) -> Listener: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _notify(self, cur: Cursor, queues: set[str]) -> None:
+        """Tell listening workers that jobs became runnable (no-op where unsupported)."""
+
+    # -- helpers -----------------------------------------------------------------
+    def _run(self, cur: Cursor, name: str, **params: Any) -> Cursor:
+        params.setdefault("now", utcnow())
+        cur.execute(self.q[name], self._adapt(params))
+        return cur
+
+    def _rows(self, name: str, **params: Any) -> list[Row]:
+        with self._tx() as cur:
+            return list(self._run(cur, name, **params).fetchall())
+
+    def _select(self, name: str, **params: Any) -> list[Row]:
+        with self._read() as cur:
+            return list(self._run(cur, name, **params).fetchall())
+
+    def bound(self, connection: Any) -> SQLStore:
+        """This store, running every verb inside `connection`'s open transaction."""
+        clone = copy.copy(self)
+        clone._external = connection
+        return clone
+
+    # -- jobs ----------------------------------------------------------------------
+    def insert_jobs(self, jobs: Sequence[NewJob]) -> None:
+        if not jobs:
+            return
+        rows = [
+            self._adapt(
+                {
+                    "id": j.id,
+                    "type": j.type,
+                    "queue": j.queue,
+                    "status": j.status.value,
+                    "payload": j.payload_json,
+                    "priority": j.priority,
+                    "scheduled_at": j.scheduled_at,
+                    "max_attempts": j.max_attempts,
+                    "timeout": j.timeout,
+                    "tenant_id": j.tenant_id,
+                    "trace_id": j.trace_id,
+                    "correlation_id": j.correlation_id,
+                    "retry_backoff": j.retry_backoff,
+                    "retry_backoff_max": j.retry_backoff_max,
+                    "created_at": j.created_at,
+                }
+            )
+            for j in jobs
+        ]
+        with self._tx() as cur:
+            cur.executemany(self.q["insert_job"], rows)
+            self._notify(cur, {j.queue for j in jobs if j.status == JobStatus.QUEUED})
+
+    def claim_jobs(self, params: ClaimParams) -> list[Job]:
+        rows = self._rows(
+            "claim_jobs",
+            worker_id=params.worker_id,
+            token=uuid.uuid4().hex,
+            types=list(params.types),
+            queues=list(params.queues) if params.queues else None,
+            limit=params.limit,
+            lease_seconds=params.lease_seconds,
+        )
+        jobs = [self._job(r) for r in rows]
+        # RETURNING gives no order; hand jobs out in run order.
+        jobs.sort(key=lambda j: (-j.priority, j.scheduled_at))
+        return jobs
+
+    def finish_jobs(
+        self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate] = ()
+    ) -> list[uuid.UUID]:
+        """Record many attempt outcomes in one transaction; returns the ids that applied."""
+        applied: list[uuid.UUID] = []
+        wake: set[str] = set()
+        with self._tx() as cur:
+            for p in progress:
+                self._run(
+                    cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
+                    message=p.message,
+                )  # fmt: skip
+            for o in outcomes:
+                row = self._run(
+                    cur,
+                    "finish_job",
+                    id=o.id,
+                    token=o.lease_token,
+                    status=o.status.value,
+                    result=o.result_json,
+                    errors=None if o.errors is None else json.dumps(o.errors),
+                    scheduled_at=o.scheduled_at,
+                    attempt_delta=o.attempt_delta,
+                    progress=o.progress,
+                    terminal=o.status.is_terminal,
+                ).fetchone()
+                if row is not None:
+                    applied.append(o.id)
+                    if o.status == JobStatus.QUEUED:
+                        wake.add(row["queue"])
+            self._notify(cur, wake)
+        return applied
+
+    def heartbeat(self, worker_id: str, lease_seconds: float) -> list[uuid.UUID]:
+        """Extend the leases of this worker's jobs; returns the ids it still holds."""
+        with self._tx() as cur:
+            self._run(cur, "touch_worker", worker_id=worker_id)
+            rows = self._run(
+                cur, "extend_leases", worker_id=worker_id, lease_seconds=lease_seconds
+            ).fetchall()
+        return [_uuid(r["id"]) for r in rows]
+
+    def release_jobs(self, claims: Sequence[tuple[uuid.UUID, str]]) -> int:
+        queues: set[str] = set()
+        released = 0
+        with self._tx() as cur:
+            for job_id, token in claims:
+                row = self._run(cur, "release_job", id=job_id, token=token).fetchone()
+                if row is not None:
+                    released += 1
+                    queues.add(row["queue"])
+            self._notify(cur, queues)
+        return released
+
+    def rescue_expired(self) -> RescueResult:
+        now = utcnow()
+        with self._tx() as cur:
+            rows = self._run(cur, "rescue_expired", now=now, now_iso=iso(now)).fetchall()
+            result = RescueResult()
+            for r in rows:
+                target = result.failed if r["status"] == JobStatus.FAILED else result.requeued
+                target.append(_uuid(r["id"]))
+            self._notify(cur, {r["queue"] for r in rows if r["status"] == JobStatus.QUEUED})
+        return result
+
+    def _transition(self, name: str, job_id: uuid.UUID, allowed: frozenset[JobStatus]) -> Job:
+        with self._tx() as cur:
+            row = self._run(cur, name, id=job_id).fetchone()
+            if row is None:
+                current = self._run(cur, "get_job", id=job_id).fetchone()
+                if current is None:
+                    raise JobNotFound(f"Job not found: {job_id}")
+                job = self._job(current)
+                verb = name.split("_")[0]
+                names = ", ".join(sorted(s.value for s in allowed))
+                raise InvalidTransition(
+                    f"Cannot {verb} job {job.job_id}: it is {job.status.value} (allowed from {names})"
+                )
+            job = self._job(row)
+            if job.status == JobStatus.QUEUED:
+                self._notify(cur, {job.queue})
+            return job
+
+    def cancel_job(self, job_id: uuid.UUID) -> Job:
+        return self._transition("cancel_job", job_id, CANCELLABLE)
+
+    def retry_job(self, job_id: uuid.UUID) -> Job:
+        return self._transition("retry_job", job_id, RETRYABLE)
+
+    def get_job(self, job_id: uuid.UUID) -> Job | None:
+        rows = self._select("get_job", id=job_id)
+        return self._job(rows[0]) if rows else None
+
+    def list_jobs(self, params: ListParams) -> list[Job]:
+        rows = self._select(
+            "list_jobs", status=params.status, queue=params.queue, type=params.type,
+            limit=params.limit,
+        )  # fmt: skip
+        return [self._job(r) for r in rows]
+
+    def next_due_at(self, types: Sequence[str], queues: Sequence[str] | None) -> datetime | None:
+        rows = self._select(
+            "next_due_at", types=list(types), queues=list(queues) if queues else None
+        )
+        return self._time(rows[0]["due"]) if rows else None
+
+    def _time(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]
+
+    # -- workers -------------------------------------------------------------------
+    def register_worker(self, info: WorkerInfo) -> None:
+        with self._tx() as cur:
+            self._run(cur, "prune_workers", max_age=3600.0)
+            self._run(
+                cur,
+                "register_worker",
+                id=info.id,
+                hostname=info.hostname,
+                pid=info.pid,
+                queues=",".join(info.queues) if info.queues else None,
+                concurrency=info.concurrency,
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._tx() as cur:
+            self._run(cur, "unregister_worker", worker_id=worker_id)
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def iter_statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements (no procedural code in our migrations)."""
+    for part in script.split(";\n"):
+        text = "\n".join(
+            line for line in part.splitlines() if not line.strip().startswith("--")
+        ).strip()
+        if text:
+            yield text

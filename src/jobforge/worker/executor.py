@@ -1,0 +1,123 @@
+"""Run one attempt of a job and turn what happened into an `Outcome` for the store."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import traceback
+from concurrent.futures import Executor
+from datetime import timedelta
+from typing import Any
+
+from jobforge.context import JobContext, ProgressSink
+from jobforge.errors import Cancel, JobTimeout, Retry, Snooze
+from jobforge.jobs import ErrorEntry, Job, JobStatus, PartialSuccess, encode_result, iso, utcnow
+from jobforge.retry import backoff_delay
+from jobforge.store.base import Outcome
+from jobforge.tasks import JobDefinition
+
+log = logging.getLogger("jobforge.worker")
+
+
+async def execute(
+    definition: JobDefinition[Any, Any], job: Job, pool: Executor, sink: ProgressSink
+) -> Outcome:
+    """Run the handler (async on the loop, sync in `pool`) under the job's timeout."""
+    ctx = JobContext(job, sink)
+    deadline = asyncio.timeout(job.timeout)
+    try:
+        async with deadline:
+            value = await _call(definition, ctx, pool)
+    except Snooze as s:
+        return _outcome(
+            job, JobStatus.SCHEDULED, scheduled_in=s.seconds, attempt_delta=-1
+        )
+    except Cancel as c:
+        return _outcome(job, JobStatus.CANCELLED, errors=[_entry(job, c)])
+    except TimeoutError as exc:
+        if deadline.expired():
+            return _failure(job, JobTimeout(f"job exceeded its timeout of {job.timeout}s"), None)
+        return _failure(job, exc, None)
+    except Retry as r:
+        return _failure(job, r, r.delay)
+    except Exception as exc:  # any handler failure fails only this attempt
+        return _failure(job, exc, None)
+    if isinstance(value, PartialSuccess):
+        items = [_item_entry(job, e) for e in value.errors]
+        return _outcome(
+            job, JobStatus.PARTIAL_SUCCESS, result=value.result, errors=items, progress=100
+        )
+    return _outcome(job, JobStatus.SUCCEEDED, result=value, progress=100)
+
+
+async def _call(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Executor) -> Any:
+    if definition.is_async:
+        return await definition.func(ctx, **ctx.job.payload)
+    call = functools.partial(definition.func, ctx, **ctx.job.payload)
+    future = asyncio.get_running_loop().run_in_executor(pool, call)
+    # A thread cannot be killed: on timeout the attempt fails and whatever the thread
+    # returns later is dropped (the callback only marks its exception as seen).
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return await asyncio.shield(future)
+
+
+def _failure(job: Job, exc: BaseException, delay: float | None) -> Outcome:
+    entry = _entry(job, exc)
+    if job.attempts >= job.max_attempts:
+        log.warning("job %s (%s) failed for good: %s", job.job_id, job.type, entry["message"])
+        return _outcome(job, JobStatus.FAILED, errors=[entry])
+    wait = delay if delay is not None else backoff_delay(
+        job.attempts, job.retry_backoff, job.retry_backoff_max
+    )  # fmt: skip
+    return _outcome(job, JobStatus.SCHEDULED, errors=[entry], scheduled_in=wait)
+
+
+def _outcome(
+    job: Job,
+    status: JobStatus,
+    *,
+    result: Any = None,
+    errors: list[dict[str, Any]] | None = None,
+    scheduled_in: float | None = None,
+    attempt_delta: int = 0,
+    progress: int | None = None,
+) -> Outcome:
+    return Outcome(
+        id=job.id,
+        lease_token=job.lease_token or "",
+        status=status,
+        result_json=encode_result(result),
+        errors=job.errors + errors if errors else None,
+        scheduled_at=None if scheduled_in is None else utcnow() + timedelta(seconds=scheduled_in),
+        attempt_delta=attempt_delta,
+        progress=progress,
+    )
+
+
+def _entry(job: Job, exc: BaseException) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(exc)) if exc.__traceback__ else None
+    return ErrorEntry(
+        type=type(exc).__name__,
+        message=str(exc) or type(exc).__name__,
+        traceback=tb,
+        attempt=job.attempts,
+        time=iso(utcnow()) or "",
+    ).to_dict()
+
+
+def _item_entry(job: Job, item: Any) -> dict[str, Any]:
+    """An item error from `PartialSuccess.errors`: a dict keeps its fields, else its text."""
+    entry = ErrorEntry(
+        type="PartialFailure",
+        message=item if isinstance(item, str) else json.dumps(item, default=str),
+        traceback=None,
+        attempt=job.attempts,
+        time=iso(utcnow()) or "",
+    ).to_dict()
+    if isinstance(item, dict):
+        entry["type"] = str(item.get("type", "PartialFailure"))
+        entry["message"] = str(item.get("message", entry["message"]))
+        entry["detail"] = item
+    return entry

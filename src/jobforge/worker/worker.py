@@ -1,0 +1,316 @@
+"""The worker: claim in batches, run with bounded concurrency, record outcomes in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jobforge.jobs import Job, JobStatus, utcnow
+from jobforge.store.base import ClaimParams, Outcome, ProgressUpdate, WorkerInfo
+from jobforge.worker.executor import execute
+
+if TYPE_CHECKING:
+    from jobforge.app import Forge
+
+log = logging.getLogger("jobforge.worker")
+T = TypeVar("T")
+
+
+@dataclass
+class WorkerConfig:
+    """Tuning knobs; the defaults rescue a dead worker's jobs within about 35 s."""
+
+    queues: list[str] | None = None
+    concurrency: int = 4
+    burst: bool = False
+    prefetch: int | None = None  # extra jobs claimed ahead of free slots (default: concurrency)
+    lease_seconds: float = 30.0
+    heartbeat_interval: float | None = None  # default: lease / 3
+    rescue_interval: float = 5.0
+    poll_interval: float = 2.0  # fallback only: listeners wake the worker first
+    grace_period: float = 30.0
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+    lost: int = 0  # outcomes refused because the lease had moved on
+
+
+class Worker:
+    """Runs jobs of `app`'s registered types until stopped (or idle, in burst mode)."""
+
+    def __init__(self, app: Forge, config: WorkerConfig | None = None) -> None:
+        self.app = app
+        self.config = config or WorkerConfig()
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stats = WorkerStats()
+        self._types = sorted(app.registry)
+        self._stop = asyncio.Event()
+        self._poke = asyncio.Event()
+        self._backlog: asyncio.Queue[Job] = asyncio.Queue()
+        self._running: dict[uuid.UUID, asyncio.Task[Outcome]] = {}
+        self._claimed: dict[uuid.UUID, Job] = {}
+        self._outcomes: list[Outcome] = []
+        self._progress: list[ProgressUpdate] = []
+        self._flush_needed = asyncio.Event()
+        self._retry_horizon = 0.0  # burst mode waits for retries it scheduled itself
+        self._db = ThreadPoolExecutor(2, thread_name_prefix="jobforge-db")
+        self._pool = ThreadPoolExecutor(
+            self.config.concurrency + 32, thread_name_prefix="jobforge-job"
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- control ---------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop claiming; running jobs get the grace period to finish."""
+        self._stop.set()
+        self._poke.set()
+
+    def wake(self) -> None:
+        """Thread-safe: jobs may be runnable now."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._poke.set)
+
+    async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, fn, *args)
+
+    # -- main --------------------------------------------------------------------------------
+    async def run(self) -> WorkerStats:
+        self._loop = asyncio.get_running_loop()
+        store = self.app.store
+        cfg = self.config
+        await self._db_call(
+            store.register_worker,
+            WorkerInfo(self.id, socket.gethostname(), os.getpid(), cfg.queues, cfg.concurrency),
+        )
+        listener = store.listener()
+        listener.start(self.wake)
+        self.app.on_enqueue.append(self.wake)
+        log.info(
+            "worker %s started: types=%s queues=%s concurrency=%d",
+            self.id, ",".join(self._types), ",".join(cfg.queues or ["*"]), cfg.concurrency,
+        )  # fmt: skip
+        runners = [asyncio.create_task(self._runner()) for _ in range(cfg.concurrency)]
+        side = [
+            asyncio.create_task(self._flusher(), name="flusher"),
+            asyncio.create_task(self._every(self._heartbeat_interval(), self._heartbeat)),
+            asyncio.create_task(self._every(cfg.rescue_interval, self._rescue)),
+        ]
+        try:
+            await self._monitored(self._fetch_loop(), side)
+        finally:
+            await self._shutdown(runners, side)
+            listener.stop()
+            self.app.on_enqueue.remove(self.wake)
+            await self._db_call(store.unregister_worker, self.id)
+            self._db.shutdown(wait=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped: %s", self.id, self.stats)
+        return self.stats
+
+    async def _monitored(self, main: Awaitable[None], side: list[asyncio.Task[None]]) -> None:
+        """Run the fetch loop; if a side task dies, stop the worker with its error."""
+        main_task = asyncio.ensure_future(main)
+        done, _ = await asyncio.wait([main_task, *side], return_when=asyncio.FIRST_COMPLETED)
+        if main_task not in done:
+            self.request_stop()
+            await main_task
+            for task in done:
+                task.result()  # re-raise the side task's failure
+
+    def _heartbeat_interval(self) -> float:
+        return self.config.heartbeat_interval or self.config.lease_seconds / 3
+
+    # -- fetching ---------------------------------------------------------------------------
+    async def _fetch_loop(self) -> None:
+        cfg = self.config
+        capacity = cfg.concurrency + (cfg.prefetch if cfg.prefetch is not None else cfg.concurrency)
+        failures = 0
+        while not self._stop.is_set():
+            free = capacity - len(self._claimed)
+            if free <= 0:
+                self._poke.clear()
+                if capacity - len(self._claimed) <= 0:
+                    await self._poke.wait()
+                continue
+            # Clear before claiming: a wake-up that lands during the claim is kept, never lost.
+            self._poke.clear()
+            try:
+                jobs = await self._db_call(self.app.store.claim_jobs, self._claim_params(free))
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning("claim failed (%s); retrying", exc)
+                await self._sleep(min(5.0, 0.2 * 2**failures))
+                continue
+            for job in jobs:
+                self._claimed[job.id] = job
+                self._backlog.put_nowait(job)
+            self.stats.claimed += len(jobs)
+            if len(jobs) == free:
+                continue
+            if not jobs and cfg.burst and await self._idle():
+                return
+            await self._wait_for_work(bool(jobs))
+
+    def _claim_params(self, limit: int) -> ClaimParams:
+        cfg = self.config
+        return ClaimParams(self.id, self._types, cfg.queues, limit, cfg.lease_seconds)
+
+    async def _idle(self) -> bool:
+        """Burst mode: nothing runnable, nothing in flight, no retry of ours coming up."""
+        if self._claimed or self._outcomes:
+            return False
+        return time.time() >= self._retry_horizon
+
+    async def _wait_for_work(self, got_some: bool) -> None:
+        timeout = self.config.poll_interval
+        if not got_some:
+            due = await self._db_call(
+                self.app.store.next_due_at, self._types, self.config.queues
+            )
+            if due is not None:
+                timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
+        try:
+            await asyncio.wait_for(self._poke.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    # -- running ------------------------------------------------------------------------------
+    async def _runner(self) -> None:
+        while True:
+            job = await self._backlog.get()
+            definition = self.app.registry[job.type]
+            task = asyncio.create_task(execute(definition, job, self._pool, self._add_progress))
+            self._running[job.id] = task
+            try:
+                outcome = await task
+            except asyncio.CancelledError:
+                if task.cancelled() and not self._stop.is_set():
+                    self._claimed.pop(job.id, None)  # lost its lease; nothing to record
+                    self._poke.set()
+                    continue
+                raise
+            finally:
+                self._running.pop(job.id, None)
+            self._record(outcome)
+
+    def _record(self, outcome: Outcome) -> None:
+        if outcome.status == JobStatus.SCHEDULED:
+            due = outcome.scheduled_at.timestamp() if outcome.scheduled_at else 0.0
+            self._retry_horizon = max(self._retry_horizon, due)
+        self._outcomes.append(outcome)
+        self._flush_needed.set()
+
+    def _add_progress(self, update: ProgressUpdate) -> None:
+        """Called from handler threads as well as the loop."""
+        if self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._queue_progress, update)
+
+    def _queue_progress(self, update: ProgressUpdate) -> None:
+        self._progress.append(update)
+        self._flush_needed.set()
+
+    # -- recording -------------------------------------------------------------------------------
+    async def _flusher(self) -> None:
+        """Write outcomes in batches: whatever piled up during one write goes in the next."""
+        while True:
+            await self._flush_needed.wait()
+            self._flush_needed.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        progress, self._progress = self._progress, []
+        if not outcomes and not progress:
+            return
+        try:
+            applied = set(
+                await asyncio.shield(
+                    self._db_call(self.app.store.finish_jobs, outcomes, progress)
+                )
+            )
+        except Exception as exc:
+            log.warning("recording %d outcomes failed (%s); will retry", len(outcomes), exc)
+            self._outcomes[:0] = outcomes
+            await asyncio.sleep(0.5)
+            self._flush_needed.set()
+            return
+        for o in outcomes:
+            self._claimed.pop(o.id, None)
+            if o.id in applied:
+                self.stats.finished[o.status.value] = self.stats.finished.get(o.status.value, 0) + 1
+            else:
+                self.stats.lost += 1
+                log.warning("job %s outcome dropped: its lease was lost", o.id)
+        self._poke.set()
+
+    # -- side services ------------------------------------------------------------------------------
+    async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
+        while not self._stop.is_set():
+            await self._sleep(interval)
+            if self._stop.is_set():
+                return
+            try:
+                await action()
+            except Exception as exc:
+                log.warning("%s failed: %s", action.__name__, exc)
+
+    async def _heartbeat(self) -> None:
+        held = set(
+            await self._db_call(self.app.store.heartbeat, self.id, self.config.lease_seconds)
+        )
+        for job_id, task in list(self._running.items()):
+            if job_id not in held:
+                log.warning("job %s was taken from this worker (cancelled or rescued)", job_id)
+                task.cancel()
+
+    async def _rescue(self) -> None:
+        rescued = await self._db_call(self.app.store.rescue_expired)
+        if rescued.requeued or rescued.failed:
+            log.warning(
+                "rescued jobs from dead workers: %d requeued, %d failed",
+                len(rescued.requeued), len(rescued.failed),
+            )  # fmt: skip
+            self._poke.set()
+
+    # -- shutdown -----------------------------------------------------------------------------------
+    async def _shutdown(self, runners: list[asyncio.Task[None]], side: list[asyncio.Task[None]]) -> None:
+        """Release unstarted jobs, give running ones the grace period, release the rest."""
+        unstarted: list[Job] = []
+        while not self._backlog.empty():
+            unstarted.append(self._backlog.get_nowait())
+        if self._running:
+            log.info("waiting up to %.0fs for %d running jobs", self.config.grace_period, len(self._running))
+            await asyncio.wait(list(self._running.values()), timeout=self.config.grace_period)
+            await asyncio.sleep(0)  # let runners record what finished
+        leftovers = [self._claimed[j] for j in self._running if j in self._claimed]
+        for task in runners:
+            task.cancel()
+        await asyncio.gather(*runners, return_exceptions=True)
+        await self._flush()
+        release = [(j.id, j.lease_token or "") for j in unstarted + leftovers]
+        if release:
+            n = await self._db_call(self.app.store.release_jobs, release)
+            log.info("released %d unfinished jobs back to the queue", n)
+        for task in side:
+            task.cancel()
+        await asyncio.gather(*side, return_exceptions=True)
