@@ -31,7 +31,11 @@ async def send_report(ctx: JobContext, recipients: list[str]) -> PartialSuccess:
     """An async job that reaches only some recipients: ends as partial_success."""
     await asyncio.sleep(0.01)
     sent = [r for r in recipients if "@" in r]
-    failed = [{"type": "BadAddress", "message": f"cannot send to {r!r}"} for r in recipients if "@" not in r]
+    failed = [
+        {"type": "BadAddress", "message": f"cannot send to {r!r}"}
+        for r in recipients
+        if "@" not in r
+    ]
     return PartialSuccess({"sent": sent}, failed)
 
 

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from jobforge.cli import main
 
 main()

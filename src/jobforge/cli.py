@@ -16,7 +16,7 @@ from rich.table import Table
 
 from jobforge.app import Forge
 from jobforge.errors import JobforgeError, JobNotFound, ValidationError
-from jobforge.jobs import Job, JobStatus, iso, parse_payload_text
+from jobforge.jobs import Job, JobStatus, parse_payload_text
 from jobforge.loader import APP_ENV, load_app
 from jobforge.store.factory import ENV_VAR, open_store, resolve_url
 from jobforge.worker.worker import Worker, WorkerConfig
@@ -29,8 +29,9 @@ db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
 cli.add_typer(job_cli, name="job")
 cli.add_typer(db_cli, name="db")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output is read by people too: do not squeeze tables into 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DbOpt = Annotated[
     str | None,
@@ -65,16 +66,20 @@ def _dump(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-# -- worker -------------------------------------------------------------------------------
+# -- worker ----------------------------------------------------------------------------
 @cli.command()
 def worker(
     app_ref: AppOpt = None,
     db: DbOpt = None,
-    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default all).")] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default all).")
+    ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 4,
     burst: Annotated[bool, typer.Option(help="Exit when no runnable job is left.")] = False,
     lease_seconds: Annotated[float, typer.Option(min=1, help="Lease per claim.")] = 30.0,
-    grace: Annotated[float, typer.Option(min=0, help="Seconds running jobs get at shutdown.")] = 30.0,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds running jobs get at shutdown.")
+    ] = 30.0,
     poll_interval: Annotated[float, typer.Option(min=0.05, help="Fallback poll.")] = 2.0,
     rescue_interval: Annotated[float, typer.Option(min=0.1)] = 5.0,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
@@ -120,7 +125,7 @@ async def _run_worker(w: Worker) -> None:
     err.print(f"worker done: claimed={stats.claimed} finished={stats.finished}", highlight=False)
 
 
-# -- enqueue ---------------------------------------------------------------------------------
+# -- enqueue ---------------------------------------------------------------------------
 @cli.command()
 def enqueue(
     type_name: Annotated[str, typer.Argument(metavar="TYPE", help="Job type (handler name).")],
@@ -143,7 +148,7 @@ def enqueue(
     sys.stdout.write(job_id + "\n")
 
 
-# -- job ------------------------------------------------------------------------------------------
+# -- job -------------------------------------------------------------------------------
 def _find(app: Forge, ref: str) -> Job:
     job = app.get_job(ref)
     if job is None:
@@ -152,7 +157,9 @@ def _find(app: Forge, ref: str) -> Job:
 
 
 @job_cli.command("show")
-def job_show(ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+def job_show(
+    ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
     """One job, by UUID or job_… id."""
     job = _find(_app(None, db), ref)
     if as_json:
@@ -160,10 +167,20 @@ def job_show(ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None
         return
     table = Table(show_header=False, box=None)
     for key, value in job.to_dict().items():
+        if key == "errors" or value is None:
+            continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value, default=str)
-        table.add_row(f"[bold]{key}[/bold]", "" if value is None else str(value))
+        table.add_row(f"[bold]{key}[/bold]", str(value))
     out.print(table)
+    for i, e in enumerate(job.errors, start=1):
+        out.print(
+            f"[bold red]error {i}[/bold red] attempt {e.get('attempt')} at {e.get('time')}: "
+            f"{e.get('type')}: {e.get('message')}",
+            highlight=False,
+        )
+    if job.errors and job.errors[-1].get("traceback"):
+        out.print(job.errors[-1]["traceback"].rstrip(), highlight=False, markup=False)
 
 
 @job_cli.command("list")
@@ -184,13 +201,17 @@ def job_list(
     if as_json:
         _dump([j.to_dict() for j in jobs])
         return
-    table = Table("job_id", "type", "queue", "status", "prio", "attempts", "progress", "created", "result / error")
+    table = Table("job_id", "type", "queue", "status", "prio", "attempts", "progress", "created")
+    table.add_column("result / last error", max_width=50, overflow="ellipsis", no_wrap=True)
+    for column in table.columns:
+        column.no_wrap = True
     for j in jobs:
         detail = j.errors[-1]["message"] if j.status == JobStatus.FAILED and j.errors else j.result
         table.add_row(
             j.job_id, j.type, j.queue, _styled(j.status), str(j.priority),
-            f"{j.attempts}/{j.max_attempts}", f"{j.progress}%", iso(j.created_at) or "",
-            "" if detail is None else json.dumps(detail, default=str)[:60],
+            f"{j.attempts}/{j.max_attempts}", f"{j.progress}%",
+            j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            "" if detail is None else json.dumps(detail, default=str),
         )  # fmt: skip
     out.print(table)
 
@@ -214,18 +235,22 @@ def _control(action: Callable[[Forge, str], Job], ref: str, db: str | None, as_j
 
 
 @job_cli.command("cancel")
-def job_cancel(ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+def job_cancel(
+    ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
     """Cancel a job that has not finished (a running job's outcome is then discarded)."""
     _control(Forge.cancel_job, ref, db, as_json)
 
 
 @job_cli.command("retry")
-def job_retry(ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False) -> None:
+def job_retry(
+    ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
     """Queue a failed, cancelled or skipped job again with a fresh attempt budget."""
     _control(Forge.retry_job, ref, db, as_json)
 
 
-# -- db -----------------------------------------------------------------------------------------------
+# -- db --------------------------------------------------------------------------------
 @db_cli.command("migrate")
 def db_migrate(db: DbOpt = None) -> None:
     """Apply pending schema migrations (also done automatically on first use)."""

@@ -154,7 +154,7 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready view (ISO 8601 UTC times), as printed by `--json`."""
         out: dict[str, Any] = {"id": str(self.id), "job_id": self.job_id}
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             if name in ("id", "lease_token"):
                 continue
             value = getattr(self, name)

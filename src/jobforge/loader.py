@@ -30,5 +30,7 @@ def load_app(ref: str | None) -> Forge:
     if app is None:
         raise AppLoadError(f"Cannot load app {ref!r}: module {module_name!r} has no {attr!r}")
     if not isinstance(app, Forge):
-        raise AppLoadError(f"Cannot load app {ref!r}: {attr!r} is a {type(app).__name__}, not a Forge")
+        raise AppLoadError(
+            f"Cannot load app {ref!r}: {attr!r} is a {type(app).__name__}, not a Forge"
+        )
     return app

@@ -14,6 +14,6 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     "Equal jitter": half the exponential step is fixed and half random, so retries of
     many jobs failing together spread out, yet each still waits at least half its step.
     """
-    step = min(cap, base * (2 ** max(0, attempt - 1)))
-    r = (rng or random).random()
+    step: float = min(cap, base * 2.0 ** max(0, attempt - 1))
+    r: float = (rng or random).random()
     return step / 2 + r * step / 2

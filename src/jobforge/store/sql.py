@@ -70,7 +70,7 @@ class SQLStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def _notify(self, cur: Cursor, queues: set[str]) -> None:
+    def _notify(self, cur: Cursor, queues: set[str]) -> None:  # noqa: B027 - optional hook
         """Tell listening workers that jobs became runnable (no-op where unsupported)."""
 
     # -- helpers -----------------------------------------------------------------
@@ -214,7 +214,8 @@ class SQLStore(ABC):
                 verb = name.split("_")[0]
                 names = ", ".join(sorted(s.value for s in allowed))
                 raise InvalidTransition(
-                    f"Cannot {verb} job {job.job_id}: it is {job.status.value} (allowed from {names})"
+                    f"Cannot {verb} job {job.job_id}: it is {job.status.value}"
+                    f" (allowed from {names})"
                 )
             job = self._job(row)
             if job.status == JobStatus.QUEUED:

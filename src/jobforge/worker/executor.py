@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import json
 import logging
+import os
 import traceback
 from concurrent.futures import Executor
 from datetime import timedelta
@@ -31,9 +33,7 @@ async def execute(
         async with deadline:
             value = await _call(definition, ctx, pool)
     except Snooze as s:
-        return _outcome(
-            job, JobStatus.SCHEDULED, scheduled_in=s.seconds, attempt_delta=-1
-        )
+        return _outcome(job, JobStatus.SCHEDULED, scheduled_in=s.seconds, attempt_delta=-1)
     except Cancel as c:
         return _outcome(job, JobStatus.CANCELLED, errors=[_entry(job, c)])
     except TimeoutError as exc:
@@ -96,8 +96,31 @@ def _outcome(
     )
 
 
+def _user_traceback(exc: BaseException) -> str | None:
+    """The traceback without jobforge's and the event loop's own frames."""
+    if exc.__traceback__ is None:
+        return None
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _internal(f.filename)]
+    return (
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_list(frames))
+        + "".join(traceback.format_exception_only(exc))
+    )
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith(_INTERNAL_PREFIXES)
+
+
+_INTERNAL_PREFIXES = (
+    os.path.dirname(os.path.dirname(__file__)) + os.sep,  # the jobforge package
+    os.path.dirname(asyncio.__file__) + os.sep,
+    os.path.dirname(concurrent.futures.__file__) + os.sep,
+)
+
+
 def _entry(job: Job, exc: BaseException) -> dict[str, Any]:
-    tb = "".join(traceback.format_exception(exc)) if exc.__traceback__ else None
+    tb = _user_traceback(exc)
     return ErrorEntry(
         type=type(exc).__name__,
         message=str(exc) or type(exc).__name__,

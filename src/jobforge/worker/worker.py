@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -70,7 +71,7 @@ class Worker:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    # -- control ---------------------------------------------------------------------------
+    # -- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
         """Stop claiming; running jobs get the grace period to finish."""
         self._stop.set()
@@ -85,7 +86,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, fn, *args)
 
-    # -- main --------------------------------------------------------------------------------
+    # -- main --------------------------------------------------------------------------
     async def run(self) -> WorkerStats:
         self._loop = asyncio.get_running_loop()
         store = self.app.store
@@ -132,7 +133,7 @@ class Worker:
     def _heartbeat_interval(self) -> float:
         return self.config.heartbeat_interval or self.config.lease_seconds / 3
 
-    # -- fetching ---------------------------------------------------------------------------
+    # -- fetching ----------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         cfg = self.config
         capacity = cfg.concurrency + (cfg.prefetch if cfg.prefetch is not None else cfg.concurrency)
@@ -177,23 +178,17 @@ class Worker:
     async def _wait_for_work(self, got_some: bool) -> None:
         timeout = self.config.poll_interval
         if not got_some:
-            due = await self._db_call(
-                self.app.store.next_due_at, self._types, self.config.queues
-            )
+            due = await self._db_call(self.app.store.next_due_at, self._types, self.config.queues)
             if due is not None:
                 timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._poke.wait(), timeout)
-        except TimeoutError:
-            pass
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
-        except TimeoutError:
-            pass
 
-    # -- running ------------------------------------------------------------------------------
+    # -- running -----------------------------------------------------------------------
     async def _runner(self) -> None:
         while True:
             job = await self._backlog.get()
@@ -229,7 +224,7 @@ class Worker:
         self._progress.append(update)
         self._flush_needed.set()
 
-    # -- recording -------------------------------------------------------------------------------
+    # -- recording ---------------------------------------------------------------------
     async def _flusher(self) -> None:
         """Write outcomes in batches: whatever piled up during one write goes in the next."""
         while True:
@@ -244,9 +239,7 @@ class Worker:
             return
         try:
             applied = set(
-                await asyncio.shield(
-                    self._db_call(self.app.store.finish_jobs, outcomes, progress)
-                )
+                await asyncio.shield(self._db_call(self.app.store.finish_jobs, outcomes, progress))
             )
         except Exception as exc:
             log.warning("recording %d outcomes failed (%s); will retry", len(outcomes), exc)
@@ -263,7 +256,7 @@ class Worker:
                 log.warning("job %s outcome dropped: its lease was lost", o.id)
         self._poke.set()
 
-    # -- side services ------------------------------------------------------------------------------
+    # -- side services -----------------------------------------------------------------
     async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
         while not self._stop.is_set():
             await self._sleep(interval)
@@ -292,14 +285,20 @@ class Worker:
             )  # fmt: skip
             self._poke.set()
 
-    # -- shutdown -----------------------------------------------------------------------------------
-    async def _shutdown(self, runners: list[asyncio.Task[None]], side: list[asyncio.Task[None]]) -> None:
+    # -- shutdown ----------------------------------------------------------------------
+    async def _shutdown(
+        self, runners: list[asyncio.Task[None]], side: list[asyncio.Task[None]]
+    ) -> None:
         """Release unstarted jobs, give running ones the grace period, release the rest."""
         unstarted: list[Job] = []
         while not self._backlog.empty():
             unstarted.append(self._backlog.get_nowait())
         if self._running:
-            log.info("waiting up to %.0fs for %d running jobs", self.config.grace_period, len(self._running))
+            log.info(
+                "waiting up to %.0fs for %d running jobs",
+                self.config.grace_period,
+                len(self._running),
+            )
             await asyncio.wait(list(self._running.values()), timeout=self.config.grace_period)
             await asyncio.sleep(0)  # let runners record what finished
         leftovers = [self._claimed[j] for j in self._running if j in self._claimed]

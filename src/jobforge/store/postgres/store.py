@@ -49,9 +49,12 @@ class PostgresStore(SQLStore):
             with self._external.cursor(row_factory=dict_row) as cur:
                 yield cur
             return
-        with self.pool.connection() as conn, conn.transaction():
-            with conn.cursor(row_factory=dict_row) as cur:
-                yield cur
+        with (
+            self.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            yield cur
 
     @contextmanager
     def _read(self) -> Iterator[Cursor]:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The example app, driven from the CLI: enqueue jobs, run a real worker, show what happened.
+# Needs `jobforge` on PATH (scripts/quickstart.sh sets that up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEMO_DIR="${JOBFORGE_DEMO_DIR:-.jobforge-demo}"
+rm -rf "$DEMO_DIR" && mkdir -p "$DEMO_DIR"
+export JOBFORGE_DATABASE_URL="sqlite:///$DEMO_DIR/jobforge.db"
+export JOBFORGE_APP="examples.app:app"
+
+echo "== enqueue the example jobs into $JOBFORGE_DATABASE_URL"
+jobforge enqueue extract --payload '{"source": "crm"}'
+jobforge enqueue extract --payload '{"source": "billing"}' --priority 10
+jobforge enqueue flaky_load --payload '{"table": "orders"}'
+jobforge enqueue send_report --payload '{"recipients": ["ops@example.com", "not-an-address"]}'
+jobforge enqueue divide --payload '{"a": 1, "b": 0}'
+jobforge enqueue noop --payload '{"n": 1}' --queue default
+
+echo "== run a worker until no job is left (--burst)"
+jobforge worker --burst --concurrency 4 --log-level WARNING
+
+echo "== what happened"
+jobforge job list
+FAILED=$(jobforge job list --status failed --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job_id"])')
+echo "== the dead-letter job, in detail"
+jobforge job show "$FAILED"
