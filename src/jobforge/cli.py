@@ -30,7 +30,7 @@ cli.add_typer(job_cli, name="job")
 cli.add_typer(db_cli, name="db")
 
 # Piped output is read by people too: do not squeeze tables into 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DbOpt = Annotated[
@@ -202,9 +202,10 @@ def job_list(
         _dump([j.to_dict() for j in jobs])
         return
     table = Table("job_id", "type", "queue", "status", "prio", "attempts", "progress", "created")
-    table.add_column("result / last error", max_width=50, overflow="ellipsis", no_wrap=True)
+    table.add_column("result / last error", max_width=40, overflow="ellipsis", no_wrap=True)
     for column in table.columns:
         column.no_wrap = True
+    table.columns[0].min_width = 36  # ids are copied from here: never cut them
     for j in jobs:
         detail = j.errors[-1]["message"] if j.status == JobStatus.FAILED and j.errors else j.result
         table.add_row(

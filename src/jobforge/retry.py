@@ -14,6 +14,7 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
     "Equal jitter": half the exponential step is fixed and half random, so retries of
     many jobs failing together spread out, yet each still waits at least half its step.
     """
-    step: float = min(cap, base * 2.0 ** max(0, attempt - 1))
+    # Clamp the exponent: 2.0 ** 1024 raises OverflowError (jobs may allow many retries).
+    step: float = min(cap, base * 2.0 ** min(max(0, attempt - 1), 1000))
     r: float = (rng or random).random()
     return step / 2 + r * step / 2

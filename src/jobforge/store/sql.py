@@ -121,7 +121,8 @@ class SQLStore(ABC):
         ]
         with self._tx() as cur:
             cur.executemany(self.q["insert_job"], rows)
-            self._notify(cur, {j.queue for j in jobs if j.status == JobStatus.QUEUED})
+            # Delayed jobs notify too: an idle worker then re-reads the next due time.
+            self._notify(cur, {j.queue for j in jobs})
 
     def claim_jobs(self, params: ClaimParams) -> list[Job]:
         rows = self._rows(

@@ -42,7 +42,9 @@ async def execute(
         return _failure(job, exc, None)
     except Retry as r:
         return _failure(job, r, r.delay)
-    except Exception as exc:  # any handler failure fails only this attempt
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # even SystemExit in a handler fails only this attempt
         return _failure(job, exc, None)
     if isinstance(value, PartialSuccess):
         items = [_item_entry(job, e) for e in value.errors]

@@ -1,0 +1,72 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_python_quickstart_runs(tmp_path: Path) -> None:
+    blocks = _python_blocks()
+    assert blocks, "README has no python example"
+    script = tmp_path / "quickstart.py"
+    script.write_text(blocks[0])
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    statuses = {line.split()[1]: line.split()[2] for line in lines}
+    assert statuses == {
+        "extract": "succeeded",
+        "notify": "partial_success",
+        "wait_for_stock": "succeeded",
+    }
+
+
+def test_example_demo_script(tmp_path: Path) -> None:
+    """What `scripts/quickstart.sh` runs after installing: the CLI against the example app."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["JOBFORGE_DEMO_DIR"] = str(tmp_path / "demo")
+    env.pop("JOBFORGE_DATABASE_URL", None)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "demo.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ZeroDivisionError: division by zero" in proc.stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "jobforge", "job", "list", "--json"],
+        env={**env, "JOBFORGE_DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'jobforge.db'}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    jobs = json.loads(listing.stdout)
+    by_type: dict[str, list[str]] = {}
+    for job in jobs:
+        by_type.setdefault(job["type"], []).append(job["status"])
+    assert by_type == {
+        "extract": ["succeeded", "succeeded"],
+        "flaky_load": ["succeeded"],
+        "send_report": ["partial_success"],
+        "divide": ["failed"],
+        "noop": ["succeeded"],
+    }
+    flaky = next(j for j in jobs if j["type"] == "flaky_load")
+    assert flaky["attempts"] == 2 and flaky["errors"][0]["type"] == "ConnectionError"
