@@ -22,6 +22,7 @@ class JobContext:
     job: Job
     _sink: ProgressSink | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("jobforge.job"))
+    result_url: str | None = None  # set it to point at a large result stored elsewhere
 
     @property
     def job_id(self) -> str:

@@ -132,6 +132,6 @@ def test_payload_limit_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
     app = Forge(f"sqlite:///{tmp_path / 'x.db'}", allow_unknown_types=True)
     assert app.max_payload_bytes == 20
     with pytest.raises(PayloadTooLarge, match="Payload is 21 bytes, over the limit of 20 bytes"):
-        app.enqueue("anything", {"k": "v" * 12})  # {"k":"vvvvvvvvvvvv"} = 21 bytes
+        app.enqueue("anything", {"k": "v" * 13})  # {"k":"v...v"} = 8 + 13 = 21 bytes
     # An explicit limit wins over the environment.
     assert Forge(f"sqlite:///{tmp_path / 'y.db'}", max_payload_bytes=5).max_payload_bytes == 5

@@ -34,6 +34,7 @@ class Outcome:
     scheduled_at: datetime | None = None  # next run, for retries and snoozes
     attempt_delta: int = 0  # -1 gives back the attempt (snooze)
     progress: int | None = None
+    result_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

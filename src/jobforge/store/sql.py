@@ -163,6 +163,7 @@ class SQLStore(ABC):
                     scheduled_at=o.scheduled_at,
                     attempt_delta=o.attempt_delta,
                     progress=o.progress,
+                    result_url=o.result_url,
                     terminal=o.status.is_terminal,
                 ).fetchone()
                 if row is not None:

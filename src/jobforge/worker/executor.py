@@ -10,6 +10,7 @@ import logging
 import os
 import traceback
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -48,10 +49,13 @@ async def execute(
         return _failure(job, exc, None)
     if isinstance(value, PartialSuccess):
         items = [_item_entry(job, e) for e in value.errors]
-        return _outcome(
-            job, JobStatus.PARTIAL_SUCCESS, result=value.result, errors=items, progress=100
-        )
-    return _outcome(job, JobStatus.SUCCEEDED, result=value, progress=100)
+        status, value = JobStatus.PARTIAL_SUCCESS, value.result
+    else:
+        status, items = JobStatus.SUCCEEDED, []
+    return replace(
+        _outcome(job, status, result=value, errors=items, progress=100),
+        result_url=ctx.result_url,
+    )
 
 
 async def _call(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Executor) -> Any:

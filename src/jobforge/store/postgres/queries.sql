@@ -34,6 +34,7 @@ RETURNING j.*
 -- name: finish_job
 UPDATE jobforge_jobs
 SET status = %(status)s, result = %(result)s::jsonb,
+    result_url = coalesce(%(result_url)s, result_url),
     errors = coalesce(%(errors)s::jsonb, errors),
     scheduled_at = coalesce(%(scheduled_at)s, scheduled_at),
     attempts = attempts + %(attempt_delta)s, progress = coalesce(%(progress)s, progress),

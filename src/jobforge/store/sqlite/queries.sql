@@ -28,6 +28,7 @@ RETURNING *
 -- name: finish_job
 UPDATE jobforge_jobs
 SET status = :status, result = :result, errors = coalesce(:errors, errors),
+    result_url = coalesce(:result_url, result_url),
     scheduled_at = coalesce(:scheduled_at, scheduled_at), attempts = attempts + :attempt_delta,
     progress = coalesce(:progress, progress), completed_at = CASE WHEN :terminal THEN :now END,
     worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = :now
