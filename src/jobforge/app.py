@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
+from jobforge import deps
 from jobforge.context import JobContext
 from jobforge.errors import UnknownJobType, ValidationError
 from jobforge.jobs import (
@@ -16,6 +17,7 @@ from jobforge.jobs import (
     DEFAULT_QUEUE,
     Job,
     JobStatus,
+    NewEdge,
     NewJob,
     encode_payload,
     new_id,
@@ -47,6 +49,7 @@ class Forge:
         max_payload_bytes: int | None = None,
         default_queue: str = DEFAULT_QUEUE,
         allow_unknown_types: bool = False,
+        max_dependency_depth: int = deps.DEFAULT_MAX_DEPTH,
     ) -> None:
         self.url = resolve_url(url)
         env_limit = os.environ.get(PAYLOAD_LIMIT_ENV)
@@ -55,6 +58,7 @@ class Forge:
         )
         self.default_queue = default_queue
         self.allow_unknown_types = allow_unknown_types
+        self.max_dependency_depth = max_dependency_depth
         self.registry: dict[str, JobDefinition[Any, Any]] = {}
         self._store: SQLStore | None = None
         self._store_lock = threading.Lock()
@@ -139,9 +143,14 @@ class Forge:
 
     def enqueue_many(self, specs: Iterable[JobSpec], *, connection: Any = None) -> list[str]:
         """Validate every job first, then write them all in one transaction."""
-        rows = [self._resolve(spec) for spec in specs]
+        rows: list[NewJob] = []
+        edges: list[NewEdge] = []
+        for spec in specs:
+            job = self._resolve(spec)
+            rows.append(job)
+            edges.extend(self._edges(job, spec.options))
         store = self.store if connection is None else self.store.bound(connection)
-        store.insert_jobs(rows)
+        store.insert_jobs(rows, edges, max_depth=self.max_dependency_depth)
         for wake in self.on_enqueue:
             wake()
         return [readable_id(r.id) for r in rows]
@@ -153,6 +162,23 @@ class Forge:
 
     async def enqueue_many_async(self, specs: Sequence[JobSpec]) -> list[str]:
         return await asyncio.to_thread(self.enqueue_many, specs)
+
+    def _edges(self, job: NewJob, options: JobOptions) -> list[NewEdge]:
+        """Edges from existing jobs (by UUID or job_ id) to a new job, checked up front."""
+        edges = []
+        for raw in options.depends_on or ():
+            dep = deps.as_dependency(raw)
+            kind, condition = deps.normalize_edge(dep.kind, dep.condition)
+            try:
+                parent = parse_job_ref(dep.parent)
+            except ValidationError:
+                raise deps.MissingDependency(
+                    f"Dependency not found: {dep.parent} (required by {job.label})"
+                ) from None
+            edges.append(NewEdge(new_id(), parent, job.id, kind.value, condition))
+        if options.dependency_timeout is not None and edges:
+            job.dependency_deadline = job.created_at + timedelta(seconds=options.dependency_timeout)
+        return edges
 
     def _resolve(self, spec: JobSpec) -> NewJob:
         """Apply registered defaults and per-call options; refuse bad input before writing."""

@@ -113,6 +113,61 @@ class NewJob:
     created_at: datetime
     retry_backoff: float
     retry_backoff_max: float
+    workflow_id: uuid.UUID | None = None
+    name: str | None = None
+    optional: bool = False
+    dependency_deadline: datetime | None = None
+    # Filled in by deps.plan_insert from the edges:
+    dependency_status: str = "none"
+    pending_parents: int = 0
+    depth: int = 0
+    has_parallel_children: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name or readable_id(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEdge:
+    id: uuid.UUID
+    parent_id: uuid.UUID
+    child_id: uuid.UUID
+    kind: str
+    condition: str | None
+    workflow_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    id: uuid.UUID
+    name: str
+    description: str | None
+    failure_policy: str
+    priority: int
+    timeout: float | None
+    deadline: datetime | None
+    metadata_json: str
+    tenant_id: str | None
+    trace_id: str | None
+    correlation_id: str | None
+    created_at: datetime
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "failure_policy": self.failure_policy,
+            "priority": self.priority,
+            "timeout": self.timeout,
+            "deadline": self.deadline,
+            "metadata": self.metadata_json,
+            "tenant_id": self.tenant_id,
+            "trace_id": self.trace_id,
+            "correlation_id": self.correlation_id,
+            "created_at": self.created_at,
+        }
 
 
 @dataclass(slots=True)
@@ -146,6 +201,15 @@ class Job:
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    workflow_id: uuid.UUID | None = None
+    name: str | None = None
+    dependency_status: str = "none"
+    pending_parents: int = 0
+    optional: bool = False
+    reason: str | None = None
+    cancel_requested: bool = False
+    depth: int = 0
+    dependency_deadline: datetime | None = None
 
     @property
     def job_id(self) -> str:
@@ -160,6 +224,8 @@ class Job:
             value = getattr(self, name)
             if isinstance(value, datetime):
                 value = iso(value)
+            elif isinstance(value, uuid.UUID):
+                value = str(value)
             out[name] = value
         return out
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -34,6 +34,8 @@ class JobOptions:
     tenant_id: str | None = None
     trace_id: str | None = None
     correlation_id: str | None = None
+    depends_on: Sequence[Any] | None = None  # job ids, Dependency objects or mappings
+    dependency_timeout: float | None = None  # seconds a job may wait for its parents
 
 
 @dataclass(frozen=True, slots=True)

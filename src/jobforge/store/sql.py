@@ -15,8 +15,19 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, LiteralString
 
+from jobforge import deps
 from jobforge.errors import InvalidTransition, JobNotFound
-from jobforge.jobs import CANCELLABLE, RETRYABLE, Job, JobStatus, NewJob, iso, utcnow
+from jobforge.jobs import (
+    CANCELLABLE,
+    RETRYABLE,
+    Job,
+    JobStatus,
+    NewEdge,
+    NewJob,
+    NewWorkflow,
+    iso,
+    utcnow,
+)
 from jobforge.store.base import (
     ClaimParams,
     Listener,
@@ -26,6 +37,7 @@ from jobforge.store.base import (
     RescueResult,
     WorkerInfo,
 )
+from jobforge.store.deps_ops import SQLDepsOps
 
 Row = Any
 Cursor = Any
@@ -94,50 +106,72 @@ class SQLStore(ABC):
         return clone
 
     # -- jobs ----------------------------------------------------------------------
-    def insert_jobs(self, jobs: Sequence[NewJob]) -> None:
+    def insert_jobs(
+        self,
+        jobs: Sequence[NewJob],
+        edges: Sequence[NewEdge] = (),
+        workflow: NewWorkflow | None = None,
+        max_depth: int = deps.DEFAULT_MAX_DEPTH,
+    ) -> None:
+        """Write jobs, their edges and their workflow in one transaction.
+
+        Parents outside the batch are read under a share lock first, so a parent cannot
+        finish unseen while its new child is written; parents that already started or
+        finished are settled at once against the new edges.
+        """
         if not jobs:
             return
-        rows = [
-            self._adapt(
-                {
-                    "id": j.id,
-                    "type": j.type,
-                    "queue": j.queue,
-                    "status": j.status.value,
-                    "payload": j.payload_json,
-                    "priority": j.priority,
-                    "scheduled_at": j.scheduled_at,
-                    "max_attempts": j.max_attempts,
-                    "timeout": j.timeout,
-                    "tenant_id": j.tenant_id,
-                    "trace_id": j.trace_id,
-                    "correlation_id": j.correlation_id,
-                    "retry_backoff": j.retry_backoff,
-                    "retry_backoff_max": j.retry_backoff_max,
-                    "created_at": j.created_at,
-                }
-            )
-            for j in jobs
-        ]
         with self._tx() as cur:
-            cur.executemany(self.q["insert_job"], rows)
+            ops = SQLDepsOps(self, cur)
+            new_ids = {j.id for j in jobs}
+            outside = sorted({e.parent_id for e in edges} - new_ids)
+            existing = ops.lock_parents(outside) if outside else {}
+            ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
+            if workflow is not None:
+                self._run(cur, "insert_workflow", **workflow.params())
+            cur.executemany(self.q["insert_job"], [self._adapt(_job_params(j)) for j in jobs])
+            if edges:
+                now = utcnow()
+                cur.executemany(
+                    self.q["insert_edge"], [self._adapt(_edge_params(e, now)) for e in edges]
+                )
+                parallel = [
+                    e.parent_id for e in edges if e.kind == "parallel" and e.parent_id in existing
+                ]
+                if parallel:
+                    self._run(cur, "mark_parallel_parents", ids=parallel)
+            wake = {j.queue for j in jobs if j.status != JobStatus.WAITING}
+            if ready_parents:
+                wake |= deps.settle(ops, ready_parents, apply_policies=False)
             # Delayed jobs notify too: an idle worker then re-reads the next due time.
-            self._notify(cur, {j.queue for j in jobs})
+            self._notify(cur, wake)
 
     def claim_jobs(self, params: ClaimParams) -> list[Job]:
-        rows = self._rows(
-            "claim_jobs",
-            worker_id=params.worker_id,
-            token=uuid.uuid4().hex,
-            types=list(params.types),
-            queues=list(params.queues) if params.queues else None,
-            limit=params.limit,
-            lease_seconds=params.lease_seconds,
-        )
+        with self._tx() as cur:
+            rows = self._run(
+                cur,
+                "claim_jobs",
+                worker_id=params.worker_id,
+                token=uuid.uuid4().hex,
+                types=list(params.types),
+                queues=list(params.queues) if params.queues else None,
+                limit=params.limit,
+                lease_seconds=params.lease_seconds,
+            ).fetchall()
+            if any(r["has_parallel_children"] or r["workflow_id"] is not None for r in rows):
+                self._on_started(cur, rows)
         jobs = [self._job(r) for r in rows]
         # RETURNING gives no order; hand jobs out in run order.
         jobs.sort(key=lambda j: (-j.priority, j.scheduled_at))
         return jobs
+
+    def _on_started(self, cur: Cursor, rows: Sequence[Row]) -> None:
+        """In the claim's transaction: release parallel children, mark workflows running."""
+        ops = SQLDepsOps(self, cur)
+        ops.start_workflows({_uuid(r["workflow_id"]) for r in rows if r["workflow_id"]})
+        started = [ops._settled(r) for r in rows if r["has_parallel_children"]]
+        if started:
+            self._notify(cur, deps.settle(ops, started))
 
     def finish_jobs(
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate] = ()
@@ -145,7 +179,9 @@ class SQLStore(ABC):
         """Record many attempt outcomes in one transaction; returns the ids that applied."""
         applied: list[uuid.UUID] = []
         wake: set[str] = set()
+        settled: list[deps.Settled] = []
         with self._tx() as cur:
+            ops = SQLDepsOps(self, cur)
             for p in progress:
                 self._run(
                     cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
@@ -168,8 +204,10 @@ class SQLStore(ABC):
                 ).fetchone()
                 if row is not None:
                     applied.append(o.id)
-                    if o.status == JobStatus.QUEUED:
-                        wake.add(row["queue"])
+                    if o.status.is_terminal:
+                        settled.append(ops._settled(row))
+            if settled:
+                wake |= deps.settle(ops, settled)
             self._notify(cur, wake)
         return applied
 
@@ -202,7 +240,12 @@ class SQLStore(ABC):
             for r in rows:
                 target = result.failed if r["status"] == JobStatus.FAILED else result.requeued
                 target.append(_uuid(r["id"]))
-            self._notify(cur, {r["queue"] for r in rows if r["status"] == JobStatus.QUEUED})
+            wake = {r["queue"] for r in rows if r["status"] == JobStatus.QUEUED}
+            ops = SQLDepsOps(self, cur)
+            dead = [ops._settled(r) for r in rows if r["status"] == JobStatus.FAILED]
+            if dead:
+                wake |= deps.settle(ops, dead)
+            self._notify(cur, wake)
         return result
 
     def _transition(self, name: str, job_id: uuid.UUID, allowed: frozenset[JobStatus]) -> Job:
@@ -220,8 +263,12 @@ class SQLStore(ABC):
                     f" (allowed from {names})"
                 )
             job = self._job(row)
-            if job.status == JobStatus.QUEUED:
-                self._notify(cur, {job.queue})
+            wake = {job.queue} if job.status == JobStatus.QUEUED else set()
+            if job.status.is_terminal:
+                ops = SQLDepsOps(self, cur)
+                ops.cancel_edges_into([job.id], "cancelled")
+                wake |= deps.settle(ops, [ops._settled(row)])
+            self._notify(cur, wake)
             return job
 
     def cancel_job(self, job_id: uuid.UUID) -> Job:
@@ -249,6 +296,10 @@ class SQLStore(ABC):
 
     def _time(self, value: Any) -> datetime | None:
         return value  # type: ignore[no-any-return]
+
+    def _decode_json(self, value: Any) -> Any:
+        """JSON columns: text on SQLite, already decoded on PostgreSQL."""
+        return value
 
     # -- workers -------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo) -> None:
@@ -281,3 +332,43 @@ def iter_statements(script: str) -> Iterator[str]:
         ).strip()
         if text:
             yield text
+
+
+def _job_params(j: NewJob) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "type": j.type,
+        "queue": j.queue,
+        "status": j.status.value,
+        "payload": j.payload_json,
+        "priority": j.priority,
+        "scheduled_at": j.scheduled_at,
+        "max_attempts": j.max_attempts,
+        "timeout": j.timeout,
+        "tenant_id": j.tenant_id,
+        "trace_id": j.trace_id,
+        "correlation_id": j.correlation_id,
+        "retry_backoff": j.retry_backoff,
+        "retry_backoff_max": j.retry_backoff_max,
+        "created_at": j.created_at,
+        "workflow_id": j.workflow_id,
+        "name": j.name,
+        "optional": j.optional,
+        "dependency_deadline": j.dependency_deadline,
+        "dependency_status": j.dependency_status,
+        "pending_parents": j.pending_parents,
+        "depth": j.depth,
+        "has_parallel_children": j.has_parallel_children,
+    }
+
+
+def _edge_params(e: NewEdge, now: datetime) -> dict[str, Any]:
+    return {
+        "now": now,
+        "id": e.id,
+        "parent_id": e.parent_id,
+        "child_id": e.child_id,
+        "kind": e.kind,
+        "condition": e.condition,
+        "workflow_id": e.workflow_id,
+    }

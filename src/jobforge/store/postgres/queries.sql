@@ -2,12 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, attempts, max_attempts, timeout,
-    tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, updated_at
 ) VALUES (
-    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s,
-    0, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s,
-    %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(created_at)s
+    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(workflow_id)s, %(name)s, %(optional)s, %(dependency_deadline)s, %(dependency_status)s, %(pending_parents)s, %(depth)s, %(has_parallel_children)s, %(created_at)s
 )
 
 -- name: notify
@@ -41,7 +38,7 @@ SET status = %(status)s, result = %(result)s::jsonb,
     completed_at = CASE WHEN %(terminal)s THEN now() END,
     worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
 WHERE id = %(id)s AND status = 'running' AND lease_token = %(token)s
-RETURNING id, queue, status
+RETURNING id, queue, status, result, started_at, workflow_id, optional, name
 
 -- name: set_progress
 UPDATE jobforge_jobs SET progress = %(progress)s, progress_message = %(message)s, updated_at = now()
@@ -77,7 +74,7 @@ WHERE id IN (
     SELECT id FROM jobforge_jobs WHERE status = 'running' AND lease_expires_at < now()
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, status, queue
+RETURNING id, status, queue, result, started_at, workflow_id, optional, name
 
 -- name: cancel_job
 UPDATE jobforge_jobs
@@ -119,3 +116,111 @@ DELETE FROM jobforge_workers WHERE id = %(worker_id)s
 
 -- name: prune_workers
 DELETE FROM jobforge_workers WHERE last_seen_at < now() - make_interval(secs => %(max_age)s)
+
+-- == dependencies =================================================================
+
+-- name: insert_edge
+INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, status, workflow_id, created_at)
+VALUES (%(id)s, %(parent_id)s, %(child_id)s, %(kind)s, %(condition)s, 'pending', %(workflow_id)s,
+        now())
+
+-- name: lock_jobs
+-- FOR SHARE: a parent cannot finish while its new child's edges are being written, so the
+-- finishing transaction always sees them (or the child sees it finished).
+SELECT id, type, name, status, result, started_at, workflow_id, depth, optional, tenant_id
+FROM jobforge_jobs WHERE id = ANY(%(ids)s::uuid[])
+FOR SHARE
+
+-- name: pending_edges_from
+SELECT id, parent_id, child_id, kind, condition FROM jobforge_edges
+WHERE status = 'pending' AND parent_id = ANY(%(ids)s::uuid[])
+
+-- name: set_edges
+UPDATE jobforge_edges e SET status = u.status, resolved_at = now(), resolved_by = u.resolved_by
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, status text, resolved_by text)
+WHERE e.id = u.id
+
+-- name: decrement_pending
+UPDATE jobforge_jobs j SET pending_parents = j.pending_parents - u.n, updated_at = now()
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, n int)
+WHERE j.id = u.id AND j.status = 'waiting'
+RETURNING j.id, j.status, j.pending_parents, j.workflow_id
+
+-- name: release_jobs
+UPDATE jobforge_jobs
+SET status = CASE WHEN scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
+    dependency_status = CASE WHEN dependency_status = 'waiting' THEN 'satisfied'
+                             ELSE dependency_status END,
+    reason = NULL, updated_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'waiting'
+RETURNING queue
+
+-- name: skip_jobs
+UPDATE jobforge_jobs j
+SET status = 'skipped', dependency_status = 'failed', reason = u.reason,
+    completed_at = now(), updated_at = now()
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, reason text)
+WHERE j.id = u.id AND j.status = 'waiting'
+RETURNING j.id, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name
+
+-- name: cancel_edges_into
+UPDATE jobforge_edges SET status = 'cancelled', resolved_at = now(), resolved_by = %(by)s
+WHERE child_id = ANY(%(ids)s::uuid[]) AND status = 'pending'
+
+-- name: workflow_states
+SELECT id, status, failure_policy FROM jobforge_workflows WHERE id = ANY(%(ids)s::uuid[])
+
+-- name: fail_workflow
+UPDATE jobforge_workflows SET status = 'failed', cancel_reason = %(reason)s, updated_at = now()
+WHERE id = %(id)s
+
+-- name: cancel_workflow_jobs
+UPDATE jobforge_jobs
+SET status = 'cancelled', reason = %(reason)s, completed_at = now(), updated_at = now()
+WHERE workflow_id = %(id)s AND status IN ('scheduled', 'queued', 'waiting')
+RETURNING id, status, result, started_at, workflow_id, optional, name
+
+-- name: request_cancel_running
+UPDATE jobforge_jobs SET cancel_requested = true, updated_at = now()
+WHERE workflow_id = %(id)s AND status = 'running'
+
+-- name: cancel_workflow_edges
+UPDATE jobforge_edges SET status = 'cancelled', resolved_at = now(), resolved_by = 'workflow'
+WHERE workflow_id = %(id)s AND status = 'pending'
+
+-- name: pause_workflow
+UPDATE jobforge_workflows SET status = 'paused', cancel_reason = %(reason)s, updated_at = now()
+WHERE id = %(id)s
+
+-- name: hold_workflow_jobs
+UPDATE jobforge_jobs SET status = 'waiting', reason = %(reason)s, updated_at = now()
+WHERE workflow_id = %(id)s AND status IN ('queued', 'scheduled')
+
+-- name: complete_workflow
+-- Runs on every settle; the NOT EXISTS probe uses the partial index of active jobs.
+UPDATE jobforge_workflows
+SET status = CASE
+        WHEN status IN ('pending', 'running') THEN
+            CASE WHEN EXISTS (SELECT 1 FROM jobforge_jobs
+                              WHERE workflow_id = %(id)s AND status = 'failed' AND NOT optional)
+                 THEN 'failed' ELSE 'succeeded' END
+        ELSE status END,
+    completed_at = now(), updated_at = now()
+WHERE id = %(id)s AND completed_at IS NULL
+  AND status IN ('pending', 'running', 'failed', 'cancelled')
+  AND NOT EXISTS (SELECT 1 FROM jobforge_jobs WHERE workflow_id = %(id)s
+                  AND status IN ('scheduled', 'queued', 'waiting', 'running'))
+
+-- name: start_workflows
+UPDATE jobforge_workflows SET status = 'running', updated_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'pending'
+
+-- name: insert_workflow
+INSERT INTO jobforge_workflows (
+    id, name, description, status, failure_policy, priority, timeout, deadline, metadata, tenant_id, trace_id, correlation_id, created_at, updated_at
+) VALUES (
+    %(id)s, %(name)s, %(description)s, 'pending', %(failure_policy)s, %(priority)s, %(timeout)s, %(deadline)s, %(metadata)s::jsonb, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(created_at)s, %(created_at)s
+)
+
+-- name: mark_parallel_parents
+UPDATE jobforge_jobs SET has_parallel_children = true WHERE id = ANY(%(ids)s::uuid[])

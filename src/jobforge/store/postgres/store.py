@@ -98,6 +98,15 @@ class PostgresStore(SQLStore):
             updated_at=row["updated_at"],
             started_at=row["started_at"],
             completed_at=row["completed_at"],
+            workflow_id=row["workflow_id"],
+            name=row["name"],
+            dependency_status=row["dependency_status"],
+            pending_parents=row["pending_parents"],
+            optional=row["optional"],
+            reason=row["reason"],
+            cancel_requested=row["cancel_requested"],
+            depth=row["depth"],
+            dependency_deadline=row["dependency_deadline"],
         )
 
     # -- schema ----------------------------------------------------------------------

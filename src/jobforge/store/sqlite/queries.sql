@@ -2,12 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, attempts, max_attempts, timeout,
-    tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, updated_at
 ) VALUES (
-    :id, :type, :queue, :status, :payload, :priority, :scheduled_at, 0, :max_attempts, :timeout,
-    :tenant_id, :trace_id, :correlation_id, :retry_backoff, :retry_backoff_max, :created_at,
-    :created_at
+    :id, :type, :queue, :status, :payload, :priority, :scheduled_at, :max_attempts, :timeout, :tenant_id, :trace_id, :correlation_id, :retry_backoff, :retry_backoff_max, :created_at, :workflow_id, :name, :optional, :dependency_deadline, :dependency_status, :pending_parents, :depth, :has_parallel_children, :created_at
 )
 
 -- name: claim_jobs
@@ -33,7 +30,7 @@ SET status = :status, result = :result, errors = coalesce(:errors, errors),
     progress = coalesce(:progress, progress), completed_at = CASE WHEN :terminal THEN :now END,
     worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND status = 'running' AND lease_token = :token
-RETURNING id, queue, status
+RETURNING id, queue, status, result, started_at, workflow_id, optional, name
 
 -- name: set_progress
 UPDATE jobforge_jobs SET progress = :progress, progress_message = :message, updated_at = :now
@@ -65,7 +62,7 @@ SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
     completed_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
     worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE status = 'running' AND lease_expires_at < :now
-RETURNING id, status, queue
+RETURNING id, status, queue, result, started_at, workflow_id, optional, name
 
 -- name: cancel_job
 UPDATE jobforge_jobs
@@ -107,3 +104,111 @@ DELETE FROM jobforge_workers WHERE id = :worker_id
 
 -- name: prune_workers
 DELETE FROM jobforge_workers WHERE last_seen_at < :now - :max_age
+
+-- == dependencies =================================================================
+-- Lists travel as JSON arrays; rows as JSON arrays of objects.
+
+-- name: insert_edge
+INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, status, workflow_id, created_at)
+VALUES (:id, :parent_id, :child_id, :kind, :condition, 'pending', :workflow_id, :now)
+
+-- name: lock_jobs
+SELECT id, type, name, status, result, started_at, workflow_id, depth, optional, tenant_id
+FROM jobforge_jobs WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: pending_edges_from
+SELECT id, parent_id, child_id, kind, condition FROM jobforge_edges
+WHERE status = 'pending' AND parent_id IN (SELECT value FROM json_each(:ids))
+
+-- name: set_edges
+UPDATE jobforge_edges SET status = u.status, resolved_at = :now, resolved_by = u.resolved_by
+FROM (SELECT value ->> 'id' AS id, value ->> 'status' AS status,
+             value ->> 'resolved_by' AS resolved_by
+      FROM json_each(:rows)) AS u
+WHERE jobforge_edges.id = u.id
+
+-- name: decrement_pending
+UPDATE jobforge_jobs SET pending_parents = pending_parents - u.n, updated_at = :now
+FROM (SELECT value ->> 'id' AS id, value ->> 'n' AS n FROM json_each(:rows)) AS u
+WHERE jobforge_jobs.id = u.id AND jobforge_jobs.status = 'waiting'
+RETURNING jobforge_jobs.id, status, pending_parents, workflow_id
+
+-- name: release_jobs
+UPDATE jobforge_jobs
+SET status = CASE WHEN scheduled_at > :now THEN 'scheduled' ELSE 'queued' END,
+    dependency_status = CASE WHEN dependency_status = 'waiting' THEN 'satisfied'
+                             ELSE dependency_status END,
+    reason = NULL, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'waiting'
+RETURNING queue
+
+-- name: skip_jobs
+UPDATE jobforge_jobs
+SET status = 'skipped', dependency_status = 'failed', reason = u.reason,
+    completed_at = :now, updated_at = :now
+FROM (SELECT value ->> 'id' AS id, value ->> 'reason' AS reason FROM json_each(:rows)) AS u
+WHERE jobforge_jobs.id = u.id AND jobforge_jobs.status = 'waiting'
+RETURNING jobforge_jobs.id, status, result, started_at, workflow_id, optional, name
+
+-- name: cancel_edges_into
+UPDATE jobforge_edges SET status = 'cancelled', resolved_at = :now, resolved_by = :by
+WHERE child_id IN (SELECT value FROM json_each(:ids)) AND status = 'pending'
+
+-- name: workflow_states
+SELECT id, status, failure_policy FROM jobforge_workflows
+WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: fail_workflow
+UPDATE jobforge_workflows SET status = 'failed', cancel_reason = :reason, updated_at = :now
+WHERE id = :id
+
+-- name: cancel_workflow_jobs
+UPDATE jobforge_jobs
+SET status = 'cancelled', reason = :reason, completed_at = :now, updated_at = :now
+WHERE workflow_id = :id AND status IN ('scheduled', 'queued', 'waiting')
+RETURNING id, status, result, started_at, workflow_id, optional, name
+
+-- name: request_cancel_running
+UPDATE jobforge_jobs SET cancel_requested = 1, updated_at = :now
+WHERE workflow_id = :id AND status = 'running'
+
+-- name: cancel_workflow_edges
+UPDATE jobforge_edges SET status = 'cancelled', resolved_at = :now, resolved_by = 'workflow'
+WHERE workflow_id = :id AND status = 'pending'
+
+-- name: pause_workflow
+UPDATE jobforge_workflows SET status = 'paused', cancel_reason = :reason, updated_at = :now
+WHERE id = :id
+
+-- name: hold_workflow_jobs
+UPDATE jobforge_jobs SET status = 'waiting', reason = :reason, updated_at = :now
+WHERE workflow_id = :id AND status IN ('queued', 'scheduled')
+
+-- name: complete_workflow
+-- Runs on every settle; the NOT EXISTS probe uses the partial index of active jobs.
+UPDATE jobforge_workflows
+SET status = CASE
+        WHEN status IN ('pending', 'running') THEN
+            CASE WHEN EXISTS (SELECT 1 FROM jobforge_jobs
+                              WHERE workflow_id = :id AND status = 'failed' AND NOT optional)
+                 THEN 'failed' ELSE 'succeeded' END
+        ELSE status END,
+    completed_at = :now, updated_at = :now
+WHERE id = :id AND completed_at IS NULL AND status IN ('pending', 'running', 'failed', 'cancelled')
+  AND NOT EXISTS (SELECT 1 FROM jobforge_jobs WHERE workflow_id = :id
+                  AND status IN ('scheduled', 'queued', 'waiting', 'running'))
+
+-- name: start_workflows
+UPDATE jobforge_workflows SET status = 'running', updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'pending'
+
+-- name: insert_workflow
+INSERT INTO jobforge_workflows (
+    id, name, description, status, failure_policy, priority, timeout, deadline, metadata, tenant_id, trace_id, correlation_id, created_at, updated_at
+) VALUES (
+    :id, :name, :description, 'pending', :failure_policy, :priority, :timeout, :deadline, :metadata, :tenant_id, :trace_id, :correlation_id, :created_at, :created_at
+)
+
+-- name: mark_parallel_parents
+UPDATE jobforge_jobs SET has_parallel_children = 1
+WHERE id IN (SELECT value FROM json_each(:ids))

@@ -100,11 +100,14 @@ class SQLiteStore(SQLStore):
             elif isinstance(value, uuid.UUID):
                 value = str(value)
             elif isinstance(value, list):
-                value = json.dumps(value)
+                value = json.dumps(value, default=str)
             elif isinstance(value, bool):
                 value = int(value)
             out[key] = value
         return out
+
+    def _decode_json(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
 
     def _time(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromtimestamp(value, UTC)
@@ -139,6 +142,15 @@ class SQLiteStore(SQLStore):
             updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
             started_at=t(row["started_at"]),
             completed_at=t(row["completed_at"]),
+            workflow_id=None if row["workflow_id"] is None else uuid.UUID(row["workflow_id"]),
+            name=row["name"],
+            dependency_status=row["dependency_status"],
+            pending_parents=row["pending_parents"],
+            optional=bool(row["optional"]),
+            reason=row["reason"],
+            cancel_requested=bool(row["cancel_requested"]),
+            depth=row["depth"],
+            dependency_deadline=t(row["dependency_deadline"]),
         )
 
     # -- schema ----------------------------------------------------------------------

@@ -1,0 +1,467 @@
+"""THE dependency logic: edge rules, graph validation, and release/skip on a parent's change.
+
+Everything that decides whether a job may run lives here. The store calls `settle()` inside
+the same transaction that changes a parent's state, through the narrow `DepsOps` interface;
+the work done is proportional to that parent's children, never a scan over all jobs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any, Protocol
+
+from jobforge.conditions import compile_condition, evaluate
+from jobforge.errors import ValidationError
+from jobforge.jobs import JobStatus, NewEdge, NewJob, readable_id
+
+DEFAULT_MAX_DEPTH = 10_000
+
+
+class EdgeKind(StrEnum):
+    SEQUENTIAL = "sequential"  # the child runs once the parent finished and the condition holds
+    CONDITIONAL = "conditional"  # a CEL expression over the parent's result
+    PARALLEL = "parallel"  # the child may start as soon as the parent has started
+
+
+class EdgeStatus(StrEnum):
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class DependencyStatus(StrEnum):
+    NONE = "none"
+    WAITING = "waiting"
+    SATISFIED = "satisfied"
+    FAILED = "failed"
+
+
+class FailurePolicy(StrEnum):
+    FAIL_FAST = "fail_fast"
+    CONTINUE = "continue_on_failure"
+    MANUAL = "manual"
+
+
+class WorkflowStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+SEQUENTIAL_CONDITIONS = ("succeeded", "failed", "always")
+SUCCESS = frozenset({JobStatus.SUCCEEDED, JobStatus.PARTIAL_SUCCESS})
+WORKFLOW_ACTIVE = frozenset({WorkflowStatus.PENDING, WorkflowStatus.RUNNING, WorkflowStatus.PAUSED})
+
+
+class DependencyError(ValidationError):
+    """Invalid dependency."""
+
+    code = "bad_dependency"
+
+
+class CycleError(DependencyError):
+    """Circular dependency."""
+
+    code = "circular_dependency"
+
+
+class MissingDependency(DependencyError):
+    """Dependency not found."""
+
+    code = "dependency_not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """An edge as a user writes it: the parent (a job id, or a name inside a workflow)."""
+
+    parent: str
+    kind: str = EdgeKind.SEQUENTIAL
+    condition: str | None = None
+
+
+def normalize_edge(kind: str, condition: str | None) -> tuple[EdgeKind, str | None]:
+    """Check an edge's kind and condition before anything is written."""
+    try:
+        k = EdgeKind(kind)
+    except ValueError:
+        names = ", ".join(e.value for e in EdgeKind)
+        raise DependencyError(f"Invalid dependency type {kind!r} (expected {names})") from None
+    if k == EdgeKind.SEQUENTIAL:
+        cond = condition or "succeeded"
+        if cond not in SEQUENTIAL_CONDITIONS:
+            raise DependencyError(
+                f"Invalid condition {cond!r} for a sequential dependency"
+                " (expected succeeded, failed or always; use type conditional for expressions)"
+            )
+        return k, cond
+    if k == EdgeKind.CONDITIONAL:
+        if not condition:
+            raise DependencyError("A conditional dependency needs a condition expression")
+        compile_condition(condition)
+        return k, condition
+    return k, None
+
+
+def as_dependency(value: Any) -> Dependency:
+    """Accept a job id / name string, a Dependency, or a mapping {job, type, condition}."""
+    if isinstance(value, Dependency):
+        return value
+    if isinstance(value, str):
+        return Dependency(value)
+    if isinstance(value, Mapping):
+        parent = value.get("job") or value.get("parent") or value.get("from")
+        if not isinstance(parent, str) or not parent:
+            raise DependencyError(f"Dependency {dict(value)!r} names no parent job ('job')")
+        kind = value.get("type") or value.get("dependency_type") or EdgeKind.SEQUENTIAL
+        return Dependency(parent, str(kind), value.get("condition"))
+    raise DependencyError(f"Invalid dependency {value!r}")
+
+
+# -- graph validation ----------------------------------------------------------------------
+def check_graph(parents: Mapping[str, Sequence[str]], max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+    """Validate a whole graph given as {node: [parent, ...]}; raise naming the problem.
+
+    Missing parents, self-dependencies, cycles (with their path) and a depth over the limit.
+    Iterative (Kahn's algorithm), so 100,000-node graphs need no recursion.
+    """
+    for node, ps in parents.items():
+        for p in ps:
+            if p == node:
+                raise CycleError(f"Circular dependency detected: {node} -> {node}")
+            if p not in parents:
+                raise MissingDependency(f"Dependency not found: {p} (required by {node})")
+    indegree = {node: len(ps) for node, ps in parents.items()}
+    children: dict[str, list[str]] = defaultdict(list)
+    for node, ps in parents.items():
+        for p in ps:
+            children[p].append(node)
+    depth = dict.fromkeys(parents, 0)
+    ready = [n for n, d in indegree.items() if d == 0]
+    seen = 0
+    while ready:
+        node = ready.pop()
+        seen += 1
+        for child in children[node]:
+            depth[child] = max(depth[child], depth[node] + 1)
+            if depth[child] > max_depth:
+                raise DependencyError(
+                    f"Dependency depth limit exceeded: {child} is {depth[child]} levels deep"
+                    f" (limit {max_depth})"
+                )
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                ready.append(child)
+    if seen < len(parents):
+        cycle = find_cycle({n: ps for n, ps in parents.items() if indegree[n] > 0})
+        raise CycleError("Circular dependency detected: " + " -> ".join(cycle))
+
+
+def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str]:
+    """A cycle among nodes known to contain one, as [a, b, ..., a] in dependency order."""
+    remaining = set(parents)
+    for start in parents:
+        path: list[str] = []
+        on_path: dict[str, int] = {}
+        node: str | None = start
+        # Every remaining node has a remaining parent, so walking parents must loop.
+        while node is not None and node not in on_path:
+            on_path[node] = len(path)
+            path.append(node)
+            node = next((p for p in parents[node] if p in remaining), None)
+        if node is not None:
+            loop = [*path[on_path[node] :], node]
+            loop.reverse()  # parents first: a -> b means b depends on a
+            return loop
+    raise AssertionError("no cycle found")
+
+
+def graph_depths(parents: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Longest chain of parents above each node (the graph must be valid)."""
+    memo: dict[str, int] = {}
+    for root in parents:
+        stack = [root]
+        while stack:
+            node = stack[-1]
+            pending = [p for p in parents[node] if p not in memo]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            memo[node] = 1 + max((memo[p] for p in parents[node]), default=-1)
+    return memo
+
+
+# -- resolution ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A job whose change of state may release or skip its children."""
+
+    id: uuid.UUID
+    status: JobStatus
+    result: Any
+    started: bool
+    workflow_id: uuid.UUID | None
+    optional: bool
+    label: str  # the name people know it by, for reasons
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeRow:
+    id: uuid.UUID
+    parent_id: uuid.UUID
+    child_id: uuid.UUID
+    kind: EdgeKind
+    condition: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildState:
+    id: uuid.UUID
+    status: JobStatus
+    pending_parents: int
+    workflow_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowState:
+    id: uuid.UUID
+    status: WorkflowStatus
+    failure_policy: FailurePolicy
+
+
+class DepsOps(Protocol):
+    """What dependency resolution needs from the store, inside one transaction."""
+
+    def pending_edges_from(self, parent_ids: Sequence[uuid.UUID]) -> list[EdgeRow]: ...
+
+    def set_edges(self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]]) -> None: ...
+
+    def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]: ...
+
+    def release(self, ids: Sequence[uuid.UUID]) -> set[str]: ...
+
+    def skip(self, reasons: Mapping[uuid.UUID, str]) -> list[Settled]: ...
+
+    def workflows(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WorkflowState]: ...
+
+    def fail_workflow_fast(self, workflow_id: uuid.UUID, reason: str) -> list[Settled]: ...
+
+    def pause_workflow(self, workflow_id: uuid.UUID, reason: str) -> None: ...
+
+    def complete_workflow_if_done(self, workflow_id: uuid.UUID) -> None: ...
+
+
+def verdict(edge: EdgeRow, parent: Settled) -> bool | None:
+    """Does the edge hold (True), can it never hold (False), or is it undecided (None)?"""
+    if edge.kind == EdgeKind.PARALLEL:
+        if parent.started:
+            return True
+        return False if parent.is_terminal else None
+    if not parent.is_terminal:
+        return None
+    if edge.kind == EdgeKind.CONDITIONAL:
+        return parent.status in SUCCESS and evaluate(edge.condition or "false", parent.result)
+    if edge.condition == "always":
+        return True
+    if edge.condition == "failed":
+        return parent.status not in SUCCESS
+    return parent.status in SUCCESS
+
+
+def skip_reason(edge: EdgeRow, parent: Settled) -> str:
+    if edge.kind == EdgeKind.PARALLEL:
+        return f"parent {parent.label} ended {parent.status.value} without starting"
+    if edge.kind == EdgeKind.CONDITIONAL:
+        if parent.status not in SUCCESS:
+            return f"parent {parent.label} ended {parent.status.value}"
+        return f"condition {edge.condition!r} on parent {parent.label}'s result is false"
+    return f"parent {parent.label} ended {parent.status.value}; the edge requires {edge.condition}"
+
+
+def settle(ops: DepsOps, changed: Sequence[Settled], apply_policies: bool = True) -> set[str]:
+    """Apply the consequences of jobs starting or finishing; returns queues to wake.
+
+    Runs inside the transaction that changed the jobs. Skips cascade breadth-first, each
+    level costing one query per kind of write, however wide the level is.
+    """
+    wake: set[str] = set()
+    workflows = ops.workflows({c.workflow_id for c in changed if c.workflow_id})
+    touched = set(workflows)
+    frontier: list[Settled] = []
+    for job in changed:
+        wf = workflows.get(job.workflow_id) if job.workflow_id else None
+        if apply_policies and wf and job.status == JobStatus.FAILED and not job.optional:
+            if wf.status in (WorkflowStatus.PENDING, WorkflowStatus.RUNNING):
+                if wf.failure_policy == FailurePolicy.MANUAL:
+                    ops.pause_workflow(wf.id, f"job {job.label} failed")
+                    workflows[wf.id] = replace(wf, status=WorkflowStatus.PAUSED)
+                    continue  # a person decides: resume, retry or cancel
+                if wf.failure_policy == FailurePolicy.FAIL_FAST:
+                    workflows[wf.id] = replace(wf, status=WorkflowStatus.FAILED)
+                    frontier.extend(ops.fail_workflow_fast(wf.id, f"job {job.label} failed"))
+            elif wf.status == WorkflowStatus.PAUSED:
+                continue
+        frontier.append(job)
+    while frontier:
+        frontier = _settle_level(ops, frontier, workflows, wake)
+        new = {s.workflow_id for s in frontier if s.workflow_id} - workflows.keys()
+        workflows.update(ops.workflows(new))
+        touched |= new
+    for wf_id in touched:
+        ops.complete_workflow_if_done(wf_id)
+    return wake
+
+
+def _settle_level(
+    ops: DepsOps,
+    frontier: Sequence[Settled],
+    workflows: dict[uuid.UUID, WorkflowState],
+    wake: set[str],
+) -> list[Settled]:
+    parents = {p.id: p for p in frontier}
+    updates: list[tuple[uuid.UUID, EdgeStatus, str]] = []
+    resolved: Counter[uuid.UUID] = Counter()
+    doomed: dict[uuid.UUID, str] = {}
+    for edge in ops.pending_edges_from(list(parents)):
+        parent = parents[edge.parent_id]
+        holds = verdict(edge, parent)
+        if holds is None:
+            continue
+        updates.append((edge.id, EdgeStatus.RESOLVED if holds else EdgeStatus.FAILED, parent.label))
+        if holds:
+            resolved[edge.child_id] += 1
+        else:
+            doomed.setdefault(edge.child_id, skip_reason(edge, parent))
+    if not updates:
+        return []
+    ops.set_edges(updates)
+    for child in doomed:
+        resolved.pop(child, None)
+    skipped = ops.skip(doomed) if doomed else []
+    children = ops.decrement_pending(resolved) if resolved else []
+    unknown = {c.workflow_id for c in children if c.workflow_id} - workflows.keys()
+    workflows.update(ops.workflows(unknown))
+    ready = [
+        c.id
+        for c in children
+        if c.pending_parents == 0
+        and c.status == JobStatus.WAITING
+        and not (c.workflow_id and workflows[c.workflow_id].status == WorkflowStatus.PAUSED)
+    ]
+    if ready:
+        wake |= ops.release(ready)
+    return skipped
+
+
+# -- planning new jobs and edges ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ParentInfo:
+    """An existing job that new edges point from (read under a share lock)."""
+
+    id: uuid.UUID
+    status: JobStatus
+    result: Any
+    started: bool
+    workflow_id: uuid.UUID | None
+    optional: bool
+    depth: int
+    label: str
+
+    def settled(self) -> Settled:
+        return Settled(
+            self.id, self.status, self.result, self.started, self.workflow_id, self.optional,
+            self.label,
+        )  # fmt: skip
+
+
+def plan_insert(
+    jobs: Sequence[NewJob],
+    edges: Sequence[NewEdge],
+    existing: Mapping[uuid.UUID, ParentInfo],
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> list[Settled]:
+    """Set each new job's waiting state and depth from its edges; check every edge.
+
+    Returns the existing parents that have already started or finished: the caller
+    settles them right after writing, so the new edges resolve at once.
+    """
+    new = {j.id: j for j in jobs}
+    incoming: dict[uuid.UUID, list[NewEdge]] = defaultdict(list)
+    for e in edges:
+        child = new.get(e.child_id)
+        if child is None:
+            raise DependencyError(f"Edge child {e.child_id} is not among the jobs being added")
+        if e.parent_id == e.child_id:
+            raise CycleError(f"Circular dependency detected: {child.label} -> {child.label}")
+        if e.parent_id not in new and e.parent_id not in existing:
+            raise MissingDependency(
+                f"Dependency not found: {readable_id(e.parent_id)} (required by {child.label})"
+            )
+        incoming[e.child_id].append(e)
+        parent_job = new.get(e.parent_id)
+        if e.kind == EdgeKind.PARALLEL and parent_job is not None:
+            parent_job.has_parallel_children = True
+    for job in _topological(jobs, incoming):
+        parents = incoming.get(job.id, [])
+        if not parents:
+            continue
+        job.pending_parents = len(parents)
+        job.status = JobStatus.WAITING
+        job.dependency_status = DependencyStatus.WAITING
+        job.depth = 1 + max(
+            new[e.parent_id].depth if e.parent_id in new else existing[e.parent_id].depth
+            for e in parents
+        )
+        if job.depth > max_depth:
+            raise DependencyError(
+                f"Dependency depth limit exceeded: {job.label} is {job.depth} levels deep"
+                f" (limit {max_depth})"
+            )
+    used = {e.parent_id for e in edges}
+    return [
+        p.settled()
+        for p in existing.values()
+        if p.id in used and (p.started or p.status.is_terminal)
+    ]
+
+
+def _topological(
+    jobs: Sequence[NewJob], incoming: Mapping[uuid.UUID, list[NewEdge]]
+) -> list[NewJob]:
+    """New jobs, parents before children (edges among new jobs were checked for cycles)."""
+    new = {j.id: j for j in jobs}
+    indegree = {j.id: sum(1 for e in incoming.get(j.id, []) if e.parent_id in new) for j in jobs}
+    children: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for child, es in incoming.items():
+        for e in es:
+            if e.parent_id in new:
+                children[e.parent_id].append(child)
+    order = [j for j in jobs if indegree[j.id] == 0]
+    i = 0
+    while i < len(order):
+        for c in children[order[i].id]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                order.append(new[c])
+        i += 1
+    if len(order) < len(jobs):
+        names = {j.id: j.label for j in jobs}
+        graph = {
+            names[j.id]: [names[e.parent_id] for e in incoming.get(j.id, []) if e.parent_id in new]
+            for j in jobs
+        }
+        check_graph(graph)  # raises the cycle with its path
+    return order

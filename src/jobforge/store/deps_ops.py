@@ -1,0 +1,155 @@
+"""The store side of dependency resolution: `DepsOps` over one open transaction.
+
+deps.py decides; this module only reads and writes rows, with set-based statements
+(one per kind of write per level), so a 2,000-wide fan-out costs a handful of queries.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from jobforge.deps import (
+    ChildState,
+    EdgeKind,
+    EdgeRow,
+    EdgeStatus,
+    FailurePolicy,
+    ParentInfo,
+    Settled,
+    WorkflowState,
+    WorkflowStatus,
+)
+from jobforge.jobs import JobStatus, readable_id
+
+if TYPE_CHECKING:
+    from jobforge.store.sql import Cursor, Row, SQLStore
+
+
+def _id(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _rows_json(rows: Iterable[Mapping[str, Any]]) -> str:
+    return json.dumps(list(rows), default=str)
+
+
+class SQLDepsOps:
+    """`deps.DepsOps` bound to one cursor of one transaction."""
+
+    def __init__(self, store: SQLStore, cur: Cursor) -> None:
+        self.store = store
+        self.cur = cur
+
+    def _all(self, name: str, **params: Any) -> list[Row]:
+        return list(self.store._run(self.cur, name, **params).fetchall())
+
+    def _settled(self, row: Row) -> Settled:
+        job_id = _id(row["id"])
+        return Settled(
+            id=job_id,
+            status=JobStatus(row["status"]),
+            result=self.store._decode_json(row["result"]),
+            started=row["started_at"] is not None,
+            workflow_id=None if row["workflow_id"] is None else _id(row["workflow_id"]),
+            optional=bool(row["optional"]),
+            label=row["name"] or readable_id(job_id),
+        )
+
+    def lock_parents(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ParentInfo]:
+        out: dict[uuid.UUID, ParentInfo] = {}
+        for row in self._all("lock_jobs", ids=list(ids)):
+            s = self._settled(row)
+            out[s.id] = ParentInfo(
+                s.id,
+                s.status,
+                s.result,
+                s.started,
+                s.workflow_id,
+                s.optional,
+                int(row["depth"]),
+                s.label,
+            )
+        return out
+
+    def pending_edges_from(self, parent_ids: Sequence[uuid.UUID]) -> list[EdgeRow]:
+        return [
+            EdgeRow(
+                _id(r["id"]),
+                _id(r["parent_id"]),
+                _id(r["child_id"]),
+                EdgeKind(r["kind"]),
+                r["condition"],
+            )
+            for r in self._all("pending_edges_from", ids=list(parent_ids))
+        ]
+
+    def set_edges(self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]]) -> None:
+        rows = ({"id": str(i), "status": s.value, "resolved_by": by} for i, s, by in updates)
+        self.store._run(self.cur, "set_edges", rows=_rows_json(rows))
+
+    def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]:
+        rows = ({"id": str(i), "n": n} for i, n in counts.items())
+        return [
+            ChildState(
+                _id(r["id"]),
+                JobStatus(r["status"]),
+                int(r["pending_parents"]),
+                None if r["workflow_id"] is None else _id(r["workflow_id"]),
+            )
+            for r in self._all("decrement_pending", rows=_rows_json(rows))
+        ]
+
+    def release(self, ids: Sequence[uuid.UUID]) -> set[str]:
+        return {r["queue"] for r in self._all("release_jobs", ids=list(ids))}
+
+    def skip(self, reasons: Mapping[uuid.UUID, str]) -> list[Settled]:
+        rows = ({"id": str(i), "reason": f"skipped: {r}"} for i, r in reasons.items())
+        skipped = [self._settled(r) for r in self._all("skip_jobs", rows=_rows_json(rows))]
+        if skipped:
+            self.cancel_edges_into([s.id for s in skipped], "skipped")
+        return skipped
+
+    def cancel_edges_into(self, ids: Sequence[uuid.UUID], by: str) -> None:
+        self.store._run(self.cur, "cancel_edges_into", ids=list(ids), by=by)
+
+    def workflows(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WorkflowState]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        return {
+            _id(r["id"]): WorkflowState(
+                _id(r["id"]), WorkflowStatus(r["status"]), FailurePolicy(r["failure_policy"])
+            )
+            for r in self._all("workflow_states", ids=wanted)
+        }
+
+    def fail_workflow_fast(self, workflow_id: uuid.UUID, reason: str) -> list[Settled]:
+        self.store._run(self.cur, "fail_workflow", id=workflow_id, reason=reason)
+        return self.cancel_workflow_jobs(workflow_id, f"cancelled: workflow failed fast ({reason})")
+
+    def cancel_workflow_jobs(self, workflow_id: uuid.UUID, reason: str) -> list[Settled]:
+        """Cancel the jobs not yet started; ask running ones to stop cooperatively."""
+        rows = self._all("cancel_workflow_jobs", id=workflow_id, reason=reason)
+        self.store._run(self.cur, "request_cancel_running", id=workflow_id)
+        self.store._run(self.cur, "cancel_workflow_edges", id=workflow_id)
+        return [self._settled(r) for r in rows]
+
+    def pause_workflow(self, workflow_id: uuid.UUID, reason: str) -> None:
+        self.store._run(self.cur, "pause_workflow", id=workflow_id, reason=reason)
+        self.store._run(
+            self.cur,
+            "hold_workflow_jobs",
+            id=workflow_id,
+            reason=f"held: workflow paused, {reason}",
+        )
+
+    def complete_workflow_if_done(self, workflow_id: uuid.UUID) -> None:
+        self.store._run(self.cur, "complete_workflow", id=workflow_id)
+
+    def start_workflows(self, ids: Iterable[uuid.UUID]) -> None:
+        wanted = list(ids)
+        if wanted:
+            self.store._run(self.cur, "start_workflows", ids=wanted)
