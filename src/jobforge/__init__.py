@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from jobforge.app import Forge
 from jobforge.context import JobContext
+from jobforge.deps import Dependency, FailurePolicy
 from jobforge.errors import (
     Cancel,
     InvalidTransition,
@@ -20,9 +21,12 @@ from jobforge.errors import (
 from jobforge.jobs import Job, JobStatus, PartialSuccess
 from jobforge.tasks import JobDefinition, JobOptions, JobSpec
 from jobforge.worker.worker import Worker, WorkerConfig
+from jobforge.workflows.dag import Workflow, WorkflowJob
 
 __all__ = [
     "Cancel",
+    "Dependency",
+    "FailurePolicy",
     "Forge",
     "InvalidTransition",
     "Job",
@@ -43,4 +47,6 @@ __all__ = [
     "ValidationError",
     "Worker",
     "WorkerConfig",
+    "Workflow",
+    "WorkflowJob",
 ]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from jobforge import deps
 from jobforge.context import JobContext
-from jobforge.errors import UnknownJobType, ValidationError
+from jobforge.errors import ConfigError, JobNotFound, UnknownJobType, ValidationError
+from jobforge.explain import Explanation, explain
 from jobforge.jobs import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_QUEUE,
@@ -25,10 +27,20 @@ from jobforge.jobs import (
     readable_id,
     utcnow,
 )
+from jobforge.store import graph
 from jobforge.store.base import ListParams
 from jobforge.store.factory import open_store, resolve_url
 from jobforge.store.sql import SQLStore
 from jobforge.tasks import JobDefinition, JobOptions, JobSpec, default_options
+from jobforge.workflows.build import build_rows
+from jobforge.workflows.dag import Workflow
+from jobforge.workflows.export import render
+from jobforge.workflows.records import (
+    EdgeRecord,
+    WorkflowRecord,
+    parse_workflow_ref,
+    workflow_ref,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -53,9 +65,14 @@ class Forge:
     ) -> None:
         self.url = resolve_url(url)
         env_limit = os.environ.get(PAYLOAD_LIMIT_ENV)
-        self.max_payload_bytes = max_payload_bytes or (
-            int(env_limit) if env_limit else DEFAULT_MAX_PAYLOAD_BYTES
-        )
+        if not max_payload_bytes and env_limit:
+            try:
+                max_payload_bytes = int(env_limit)
+            except ValueError:
+                raise ConfigError(
+                    f"{PAYLOAD_LIMIT_ENV} must be a whole number of bytes, got {env_limit!r}"
+                ) from None
+        self.max_payload_bytes = max_payload_bytes or DEFAULT_MAX_PAYLOAD_BYTES
         self.default_queue = default_queue
         self.allow_unknown_types = allow_unknown_types
         self.max_dependency_depth = max_dependency_depth
@@ -180,12 +197,13 @@ class Forge:
             job.dependency_deadline = job.created_at + timedelta(seconds=options.dependency_timeout)
         return edges
 
-    def _resolve(self, spec: JobSpec) -> NewJob:
+    def _resolve(self, spec: JobSpec, name: str | None = None) -> NewJob:
         """Apply registered defaults and per-call options; refuse bad input before writing."""
         definition = self.registry.get(spec.type)
         if definition is None and not self.allow_unknown_types:
             known = ", ".join(sorted(self.registry)) or "none registered"
-            raise UnknownJobType(f"Unknown job type {spec.type!r} (known: {known})")
+            where = f" (workflow job {name!r})" if name else ""
+            raise UnknownJobType(f"Unknown job type {spec.type!r}{where} (known: {known})")
         o = spec.options
         base = default_options() if definition is None else vars(definition)
         retries = o.retries if o.retries is not None else base["retries"]
@@ -240,3 +258,123 @@ class Forge:
 
     def retry_job(self, ref: str) -> Job:
         return self.store.retry_job(parse_job_ref(ref))
+
+    # -- dependencies ----------------------------------------------------------------------
+    def _job_or_raise(self, ref: str) -> Job:
+        job = self.get_job(ref)
+        if job is None:
+            raise JobNotFound(f"Job not found: {ref}")
+        return job
+
+    def add_dependency(
+        self, parent: str, child: str, type: str = "sequential", condition: str | None = None
+    ) -> EdgeRecord:
+        """Make `child` (not yet started) wait for `parent`; a cycle is refused."""
+        return graph.add_edge(
+            self.store, parse_job_ref(parent), parse_job_ref(child), type, condition
+        )
+
+    def remove_dependency(self, edge_id: str) -> None:
+        try:
+            edge_uuid = uuid.UUID(edge_id)
+        except ValueError:
+            raise ValidationError(f"Invalid dependency id: {edge_id!r}") from None
+        graph.remove_edge(self.store, edge_uuid)
+
+    def dependencies(self, ref: str) -> tuple[list[EdgeRecord], list[EdgeRecord]]:
+        """(edges from the job's parents, edges to its children)."""
+        return graph.job_edges(self.store, self._job_or_raise(ref).id)
+
+    def check_dependencies(self, ref: str) -> dict[str, Any]:
+        """Can this job run as far as its dependencies go?"""
+        job = self._job_or_raise(ref)
+        into, _ = graph.job_edges(self.store, job.id)
+        pending = sum(1 for e in into if e.status == "pending")
+        failed = sum(1 for e in into if e.status == "failed")
+        return {
+            "job_id": job.job_id,
+            "can_execute": pending == 0 and failed == 0,
+            "pending_dependencies": pending,
+            "failed_dependencies": failed,
+            "dependency_status": job.dependency_status,
+        }
+
+    def parents(self, ref: str) -> list[Job]:
+        into, _ = self.dependencies(ref)
+        return self._jobs([e.parent_id for e in into])
+
+    def children(self, ref: str) -> list[Job]:
+        _, out = self.dependencies(ref)
+        return self._jobs([e.child_id for e in out])
+
+    def ancestors(self, ref: str) -> list[Job]:
+        return graph.related(self.store, self._job_or_raise(ref).id, "ancestors")
+
+    def descendants(self, ref: str) -> list[Job]:
+        return graph.related(self.store, self._job_or_raise(ref).id, "descendants")
+
+    def _jobs(self, ids: Sequence[uuid.UUID]) -> list[Job]:
+        found = (self.store.get_job(i) for i in ids)
+        return [j for j in found if j is not None]
+
+    def explain(self, ref: str) -> Explanation:
+        """Why the job waits, was skipped, or is ready: each edge, its parent, what releases it."""
+        job = self._job_or_raise(ref)
+        into, _ = graph.job_edges(self.store, job.id)
+        parents = {j.id: j for j in self._jobs([e.parent_id for e in into])}
+        return explain(job, [(e, parents[e.parent_id]) for e in into if e.parent_id in parents])
+
+    # -- workflows -------------------------------------------------------------------------
+    def enqueue_workflow(self, wf: Workflow) -> str:
+        """Validate, then write the workflow, its jobs and edges in one transaction."""
+        workflow, jobs, edges = build_rows(self, wf)
+        self.store.insert_jobs(jobs, edges, workflow, max_depth=self.max_dependency_depth)
+        for wake in self.on_enqueue:
+            wake()
+        return workflow_ref(workflow.id)
+
+    def get_workflow(self, ref: str) -> WorkflowRecord | None:
+        return graph.get_workflow(self.store, parse_workflow_ref(ref))
+
+    def _workflow_or_raise(self, ref: str) -> WorkflowRecord:
+        wf = self.get_workflow(ref)
+        if wf is None:
+            raise graph.WorkflowNotFound(f"Workflow not found: {ref}")
+        return wf
+
+    def list_workflows(self, status: str | None = None, limit: int = 50) -> list[WorkflowRecord]:
+        if status is not None:
+            deps.WorkflowStatus(status)
+        return graph.list_workflows(self.store, status, limit)
+
+    def workflow_jobs(self, ref: str) -> list[Job]:
+        return graph.workflow_jobs(self.store, self._workflow_or_raise(ref).id)
+
+    def workflow_edges(self, ref: str) -> list[EdgeRecord]:
+        return graph.workflow_edges(self.store, self._workflow_or_raise(ref).id)
+
+    def cancel_workflow(self, ref: str) -> WorkflowRecord:
+        """Cancel jobs not yet started; running ones see `ctx.cancel_requested`."""
+        graph.cancel_workflow(self.store, self._workflow_or_raise(ref).id)
+        return self._workflow_or_raise(ref)
+
+    def retry_workflow(self, ref: str) -> WorkflowRecord:
+        """Re-run failed jobs and the skipped/cancelled ones downstream; keep successes."""
+        graph.retry_workflow(self.store, self._workflow_or_raise(ref).id)
+        return self._workflow_or_raise(ref)
+
+    def resume_workflow(self, ref: str) -> WorkflowRecord:
+        """Resume a paused (manual policy) workflow as under continue_on_failure."""
+        graph.resume_workflow(self.store, self._workflow_or_raise(ref).id)
+        return self._workflow_or_raise(ref)
+
+    def workflow_graph(self, ref: str, format: str = "json") -> str:
+        wf = self._workflow_or_raise(ref)
+        return render(format, self.workflow_jobs(ref), self.workflow_edges(ref), wf.name)
+
+    def job_graph(self, ref: str, format: str = "json") -> str:
+        """A job's neighbourhood: its parents, itself and its children."""
+        job = self._job_or_raise(ref)
+        into, out = graph.job_edges(self.store, job.id)
+        others = self._jobs([e.parent_id for e in into] + [e.child_id for e in out])
+        return render(format, [*others[: len(into)], job, *others[len(into) :]], into + out)

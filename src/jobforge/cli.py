@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from jobforge.app import Forge
@@ -48,7 +52,8 @@ def main() -> None:
     try:
         cli()
     except JobforgeError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escape: a message quoting user input ("[bold]x") must not be read as markup
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
@@ -104,6 +109,21 @@ def worker(
     )
     app.store  # noqa: B018 - open and migrate now, so a bad URL fails before we start
     asyncio.run(_run_worker(Worker(app, config)))
+    _exit_past_lingering_handlers()
+
+
+def _exit_past_lingering_handlers() -> None:
+    """A handler thread still running after the grace period cannot be stopped, and Python
+    would wait for it at exit; its job is already released, so exit without waiting."""
+    deadline = time.monotonic() + 0.5
+    for thread in threading.enumerate():
+        if thread.name.startswith("jobforge-job"):
+            thread.join(max(0.0, deadline - time.monotonic()))  # idle ones end at once
+    if any(t.name.startswith("jobforge-job") and t.is_alive() for t in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 async def _run_worker(w: Worker) -> None:

@@ -23,6 +23,7 @@ class JobContext:
     _sink: ProgressSink | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("jobforge.job"))
     result_url: str | None = None  # set it to point at a large result stored elsewhere
+    cancel_requested: bool = False  # set by the worker when the job's workflow is cancelled
 
     @property
     def job_id(self) -> str:

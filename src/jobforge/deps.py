@@ -379,6 +379,7 @@ class ParentInfo:
     optional: bool
     depth: int
     label: str
+    tenant_id: str | None = None
 
     def settled(self) -> Settled:
         return Settled(

@@ -71,6 +71,7 @@ class SQLDepsOps:
                 s.optional,
                 int(row["depth"]),
                 s.label,
+                row["tenant_id"],
             )
         return out
 

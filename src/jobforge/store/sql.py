@@ -28,6 +28,7 @@ from jobforge.jobs import (
     iso,
     utcnow,
 )
+from jobforge.store import graph
 from jobforge.store.base import (
     ClaimParams,
     Listener,
@@ -86,9 +87,9 @@ class SQLStore(ABC):
         """Tell listening workers that jobs became runnable (no-op where unsupported)."""
 
     # -- helpers -----------------------------------------------------------------
-    def _run(self, cur: Cursor, name: str, **params: Any) -> Cursor:
+    def _run(self, cur: Cursor, query: str, /, **params: Any) -> Cursor:
         params.setdefault("now", utcnow())
-        cur.execute(self.q[name], self._adapt(params))
+        cur.execute(self.q[query], self._adapt(params))
         return cur
 
     def _rows(self, name: str, **params: Any) -> list[Row]:
@@ -211,14 +212,17 @@ class SQLStore(ABC):
             self._notify(cur, wake)
         return applied
 
-    def heartbeat(self, worker_id: str, lease_seconds: float) -> list[uuid.UUID]:
-        """Extend the leases of this worker's jobs; returns the ids it still holds."""
+    def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[uuid.UUID, bool]:
+        """Extend the leases of this worker's jobs.
+
+        Returns the ids it still holds, each with whether cancellation was requested.
+        """
         with self._tx() as cur:
             self._run(cur, "touch_worker", worker_id=worker_id)
             rows = self._run(
                 cur, "extend_leases", worker_id=worker_id, lease_seconds=lease_seconds
             ).fetchall()
-        return [_uuid(r["id"]) for r in rows]
+        return {_uuid(r["id"]): bool(r["cancel_requested"]) for r in rows}
 
     def release_jobs(self, claims: Sequence[tuple[uuid.UUID, str]]) -> int:
         queues: set[str] = set()
@@ -249,6 +253,7 @@ class SQLStore(ABC):
         return result
 
     def _transition(self, name: str, job_id: uuid.UUID, allowed: frozenset[JobStatus]) -> Job:
+        """Cancel or retry one job, with the consequences for its graph in the same transaction."""
         with self._tx() as cur:
             row = self._run(cur, name, id=job_id).fetchone()
             if row is None:
@@ -264,6 +269,8 @@ class SQLStore(ABC):
                 )
             job = self._job(row)
             wake = {job.queue} if job.status == JobStatus.QUEUED else set()
+            if job.status == JobStatus.QUEUED:
+                graph.retry_failed_job_in_workflow(self, cur, job)
             if job.status.is_terminal:
                 ops = SQLDepsOps(self, cur)
                 ops.cancel_edges_into([job.id], "cancelled")
@@ -300,6 +307,10 @@ class SQLStore(ABC):
     def _decode_json(self, value: Any) -> Any:
         """JSON columns: text on SQLite, already decoded on PostgreSQL."""
         return value
+
+    def expire_overdue(self) -> int:
+        """Fail jobs waiting past their dependency timeout and workflows past theirs."""
+        return graph.expire(self)
 
     # -- workers -------------------------------------------------------------------
     def register_worker(self, info: WorkerInfo) -> None:

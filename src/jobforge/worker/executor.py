@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from jobforge.context import JobContext, ProgressSink
+from jobforge.context import JobContext
 from jobforge.errors import Cancel, JobTimeout, Retry, Snooze
 from jobforge.jobs import ErrorEntry, Job, JobStatus, PartialSuccess, encode_result, iso, utcnow
 from jobforge.retry import backoff_delay
@@ -24,11 +24,9 @@ from jobforge.tasks import JobDefinition
 log = logging.getLogger("jobforge.worker")
 
 
-async def execute(
-    definition: JobDefinition[Any, Any], job: Job, pool: Executor, sink: ProgressSink
-) -> Outcome:
+async def execute(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Executor) -> Outcome:
     """Run the handler (async on the loop, sync in `pool`) under the job's timeout."""
-    ctx = JobContext(job, sink)
+    job = ctx.job
     deadline = asyncio.timeout(job.timeout)
     try:
         async with deadline:

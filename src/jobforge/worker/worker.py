@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jobforge.context import JobContext
 from jobforge.jobs import Job, JobStatus, utcnow
 from jobforge.store.base import ClaimParams, Outcome, ProgressUpdate, WorkerInfo
 from jobforge.worker.executor import execute
@@ -60,6 +61,7 @@ class Worker:
         self._poke = asyncio.Event()
         self._backlog: asyncio.Queue[Job] = asyncio.Queue()
         self._running: dict[uuid.UUID, asyncio.Task[Outcome]] = {}
+        self._contexts: dict[uuid.UUID, JobContext] = {}
         self._claimed: dict[uuid.UUID, Job] = {}
         self._outcomes: list[Outcome] = []
         self._progress: list[ProgressUpdate] = []
@@ -193,7 +195,9 @@ class Worker:
         while True:
             job = await self._backlog.get()
             definition = self.app.registry[job.type]
-            task = asyncio.create_task(execute(definition, job, self._pool, self._add_progress))
+            ctx = JobContext(job, self._add_progress, cancel_requested=job.cancel_requested)
+            self._contexts[job.id] = ctx
+            task = asyncio.create_task(execute(definition, ctx, self._pool))
             self._running[job.id] = task
             try:
                 outcome = await task
@@ -205,6 +209,7 @@ class Worker:
                 raise
             finally:
                 self._running.pop(job.id, None)
+                self._contexts.pop(job.id, None)
             self._record(outcome)
 
     def _record(self, outcome: Outcome) -> None:
@@ -268,15 +273,18 @@ class Worker:
                 log.warning("%s failed: %s", action.__name__, exc)
 
     async def _heartbeat(self) -> None:
-        held = set(
-            await self._db_call(self.app.store.heartbeat, self.id, self.config.lease_seconds)
-        )
+        held = await self._db_call(self.app.store.heartbeat, self.id, self.config.lease_seconds)
         for job_id, task in list(self._running.items()):
             if job_id not in held:
                 log.warning("job %s was taken from this worker (cancelled or rescued)", job_id)
                 task.cancel()
+            elif held[job_id] and job_id in self._contexts:
+                self._contexts[job_id].cancel_requested = True
 
     async def _rescue(self) -> None:
+        """Maintenance: rescue expired leases, fail overdue dependency waits and workflows."""
+        if await self._db_call(self.app.store.expire_overdue):
+            self._poke.set()
         rescued = await self._db_call(self.app.store.rescue_expired)
         if rescued.requeued or rescued.failed:
             log.warning(
@@ -299,7 +307,11 @@ class Worker:
                 self.config.grace_period,
                 len(self._running),
             )
-            await asyncio.wait(list(self._running.values()), timeout=self.config.grace_period)
+            # Wait in short steps, re-reading the grace period: a second signal sets it to 0.
+            pending = set(self._running.values())
+            begun = time.monotonic()
+            while pending and (left := self.config.grace_period - (time.monotonic() - begun)) > 0:
+                _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
             await asyncio.sleep(0)  # let runners record what finished
         leftovers = [self._claimed[j] for j in self._running if j in self._claimed]
         for task in runners:

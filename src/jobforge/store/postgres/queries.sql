@@ -47,7 +47,7 @@ WHERE id = %(id)s AND status = 'running' AND lease_token = %(token)s
 -- name: extend_leases
 UPDATE jobforge_jobs SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
 WHERE worker_id = %(worker_id)s AND status = 'running'
-RETURNING id
+RETURNING id, cancel_requested
 
 -- name: touch_worker
 UPDATE jobforge_workers SET last_seen_at = now() WHERE id = %(worker_id)s
@@ -224,3 +224,114 @@ INSERT INTO jobforge_workflows (
 
 -- name: mark_parallel_parents
 UPDATE jobforge_jobs SET has_parallel_children = true WHERE id = ANY(%(ids)s::uuid[])
+
+-- == workflows and graph queries ==================================================
+
+-- name: get_workflow
+SELECT * FROM jobforge_workflows WHERE id = %(id)s
+
+-- name: list_workflows
+SELECT * FROM jobforge_workflows
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: workflow_counts
+SELECT status, count(*) AS n FROM jobforge_jobs WHERE workflow_id = %(id)s GROUP BY status
+
+-- name: workflow_jobs
+SELECT * FROM jobforge_jobs WHERE workflow_id = %(id)s ORDER BY depth, created_at, name
+
+-- name: workflow_edges
+SELECT * FROM jobforge_edges WHERE workflow_id = %(id)s
+
+-- name: edges_into
+SELECT * FROM jobforge_edges WHERE child_id = %(id)s
+
+-- name: edges_from
+SELECT * FROM jobforge_edges WHERE parent_id = %(id)s
+
+-- name: get_edge
+SELECT * FROM jobforge_edges WHERE id = %(id)s
+
+-- name: delete_edge
+DELETE FROM jobforge_edges WHERE id = %(id)s
+
+-- name: ancestors
+WITH RECURSIVE up(id) AS (
+    SELECT parent_id FROM jobforge_edges WHERE child_id = %(id)s
+    UNION
+    SELECT e.parent_id FROM jobforge_edges e JOIN up ON e.child_id = up.id
+)
+SELECT j.* FROM jobforge_jobs j JOIN up ON j.id = up.id ORDER BY j.depth, j.created_at
+
+-- name: descendants
+WITH RECURSIVE down(id) AS (
+    SELECT child_id FROM jobforge_edges WHERE parent_id = %(id)s
+    UNION
+    SELECT e.child_id FROM jobforge_edges e JOIN down ON e.parent_id = down.id
+)
+SELECT j.* FROM jobforge_jobs j JOIN down ON j.id = down.id ORDER BY j.depth, j.created_at
+
+-- name: is_ancestor
+-- Does %(ancestor)s reach %(id)s by following parents? (would a new edge close a cycle)
+WITH RECURSIVE up(id) AS (
+    SELECT parent_id FROM jobforge_edges WHERE child_id = %(id)s
+    UNION
+    SELECT e.parent_id FROM jobforge_edges e JOIN up ON e.child_id = up.id
+)
+SELECT 1 AS found FROM up WHERE id = %(ancestor)s LIMIT 1
+
+-- name: add_pending_parent
+UPDATE jobforge_jobs
+SET pending_parents = pending_parents + 1, status = 'waiting', dependency_status = 'waiting',
+    depth = greatest(depth, %(depth)s), updated_at = now()
+WHERE id = %(id)s AND status IN ('waiting', 'queued', 'scheduled')
+
+-- name: set_workflow_status
+UPDATE jobforge_workflows
+SET status = %(status)s, cancel_reason = %(reason)s, completed_at = %(completed_at)s,
+    updated_at = now()
+WHERE id = %(id)s
+
+-- name: reset_workflow_jobs
+-- Retry: failed, cancelled and skipped jobs wait again for their parents.
+UPDATE jobforge_jobs j
+SET status = 'waiting', attempts = 0, result = NULL, reason = NULL, cancel_requested = false,
+    progress = 0, progress_message = NULL, completed_at = NULL, scheduled_at = now(),
+    pending_parents = (SELECT count(*) FROM jobforge_edges e WHERE e.child_id = j.id),
+    dependency_status = CASE WHEN EXISTS (SELECT 1 FROM jobforge_edges e WHERE e.child_id = j.id)
+                             THEN 'waiting' ELSE 'none' END,
+    updated_at = now()
+WHERE workflow_id = %(id)s AND status IN ('failed', 'cancelled', 'skipped')
+RETURNING id, pending_parents
+
+-- name: reset_edges_into
+UPDATE jobforge_edges SET status = 'pending', resolved_at = NULL, resolved_by = NULL
+WHERE child_id = ANY(%(ids)s::uuid[])
+
+-- name: kept_parents
+SELECT DISTINCT parent_id AS id FROM jobforge_edges
+WHERE child_id = ANY(%(ids)s::uuid[]) AND NOT (parent_id = ANY(%(ids)s::uuid[]))
+
+-- name: held_jobs
+SELECT id FROM jobforge_jobs
+WHERE workflow_id = %(id)s AND status = 'waiting' AND pending_parents = 0
+  AND dependency_status <> 'failed'
+
+-- name: failed_jobs_of_workflow
+SELECT id, status, result, started_at, workflow_id, optional, name FROM jobforge_jobs
+WHERE workflow_id = %(id)s AND status = 'failed'
+
+-- name: expire_waiting
+UPDATE jobforge_jobs
+SET status = 'failed', dependency_status = 'failed', completed_at = now(), updated_at = now(),
+    reason = 'dependency timeout: still waiting for ' || pending_parents
+             || ' parent(s) at its deadline'
+WHERE id IN (SELECT id FROM jobforge_jobs WHERE status = 'waiting' AND dependency_deadline < now()
+             FOR UPDATE SKIP LOCKED)
+RETURNING id, status, result, started_at, workflow_id, optional, name, queue
+
+-- name: overdue_workflows
+SELECT id FROM jobforge_workflows
+WHERE status IN ('pending', 'running', 'paused') AND deadline < now()

@@ -39,7 +39,7 @@ WHERE id = :id AND status = 'running' AND lease_token = :token
 -- name: extend_leases
 UPDATE jobforge_jobs SET lease_expires_at = :now + :lease_seconds
 WHERE worker_id = :worker_id AND status = 'running'
-RETURNING id
+RETURNING id, cancel_requested
 
 -- name: touch_worker
 UPDATE jobforge_workers SET last_seen_at = :now WHERE id = :worker_id
@@ -212,3 +212,114 @@ INSERT INTO jobforge_workflows (
 -- name: mark_parallel_parents
 UPDATE jobforge_jobs SET has_parallel_children = 1
 WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- == workflows and graph queries ==================================================
+
+-- name: get_workflow
+SELECT * FROM jobforge_workflows WHERE id = :id
+
+-- name: list_workflows
+SELECT * FROM jobforge_workflows
+WHERE (:status IS NULL OR status = :status)
+ORDER BY created_at DESC, id DESC
+LIMIT :limit
+
+-- name: workflow_counts
+SELECT status, count(*) AS n FROM jobforge_jobs WHERE workflow_id = :id GROUP BY status
+
+-- name: workflow_jobs
+SELECT * FROM jobforge_jobs WHERE workflow_id = :id ORDER BY depth, created_at, name
+
+-- name: workflow_edges
+SELECT * FROM jobforge_edges WHERE workflow_id = :id
+
+-- name: edges_into
+SELECT * FROM jobforge_edges WHERE child_id = :id
+
+-- name: edges_from
+SELECT * FROM jobforge_edges WHERE parent_id = :id
+
+-- name: get_edge
+SELECT * FROM jobforge_edges WHERE id = :id
+
+-- name: delete_edge
+DELETE FROM jobforge_edges WHERE id = :id
+
+-- name: ancestors
+WITH RECURSIVE up(id) AS (
+    SELECT parent_id FROM jobforge_edges WHERE child_id = :id
+    UNION
+    SELECT e.parent_id FROM jobforge_edges e JOIN up ON e.child_id = up.id
+)
+SELECT j.* FROM jobforge_jobs j JOIN up ON j.id = up.id ORDER BY j.depth, j.created_at
+
+-- name: descendants
+WITH RECURSIVE down(id) AS (
+    SELECT child_id FROM jobforge_edges WHERE parent_id = :id
+    UNION
+    SELECT e.child_id FROM jobforge_edges e JOIN down ON e.parent_id = down.id
+)
+SELECT j.* FROM jobforge_jobs j JOIN down ON j.id = down.id ORDER BY j.depth, j.created_at
+
+-- name: is_ancestor
+-- Does :ancestor reach :id by following parents? (would a new edge close a cycle)
+WITH RECURSIVE up(id) AS (
+    SELECT parent_id FROM jobforge_edges WHERE child_id = :id
+    UNION
+    SELECT e.parent_id FROM jobforge_edges e JOIN up ON e.child_id = up.id
+)
+SELECT 1 AS found FROM up WHERE id = :ancestor LIMIT 1
+
+-- name: add_pending_parent
+UPDATE jobforge_jobs
+SET pending_parents = pending_parents + 1, status = 'waiting', dependency_status = 'waiting',
+    depth = max(depth, :depth), updated_at = :now
+WHERE id = :id AND status IN ('waiting', 'queued', 'scheduled')
+
+-- name: set_workflow_status
+UPDATE jobforge_workflows
+SET status = :status, cancel_reason = :reason, completed_at = :completed_at, updated_at = :now
+WHERE id = :id
+
+-- name: reset_workflow_jobs
+-- Retry: failed, cancelled and skipped jobs wait again for their parents.
+UPDATE jobforge_jobs
+SET status = 'waiting', attempts = 0, result = NULL, reason = NULL, cancel_requested = 0,
+    progress = 0, progress_message = NULL, completed_at = NULL, scheduled_at = :now,
+    pending_parents = (SELECT count(*) FROM jobforge_edges e WHERE e.child_id = jobforge_jobs.id),
+    dependency_status = CASE WHEN EXISTS (SELECT 1 FROM jobforge_edges e
+                                          WHERE e.child_id = jobforge_jobs.id)
+                             THEN 'waiting' ELSE 'none' END,
+    updated_at = :now
+WHERE workflow_id = :id AND status IN ('failed', 'cancelled', 'skipped')
+RETURNING id, pending_parents
+
+-- name: reset_edges_into
+UPDATE jobforge_edges SET status = 'pending', resolved_at = NULL, resolved_by = NULL
+WHERE child_id IN (SELECT value FROM json_each(:ids))
+
+-- name: kept_parents
+SELECT DISTINCT parent_id AS id FROM jobforge_edges
+WHERE child_id IN (SELECT value FROM json_each(:ids))
+  AND parent_id NOT IN (SELECT value FROM json_each(:ids))
+
+-- name: held_jobs
+SELECT id FROM jobforge_jobs
+WHERE workflow_id = :id AND status = 'waiting' AND pending_parents = 0
+  AND dependency_status <> 'failed'
+
+-- name: failed_jobs_of_workflow
+SELECT id, status, result, started_at, workflow_id, optional, name FROM jobforge_jobs
+WHERE workflow_id = :id AND status = 'failed'
+
+-- name: expire_waiting
+UPDATE jobforge_jobs
+SET status = 'failed', dependency_status = 'failed', completed_at = :now, updated_at = :now,
+    reason = 'dependency timeout: still waiting for ' || pending_parents
+             || ' parent(s) at its deadline'
+WHERE status = 'waiting' AND dependency_deadline < :now
+RETURNING id, status, result, started_at, workflow_id, optional, name, queue
+
+-- name: overdue_workflows
+SELECT id FROM jobforge_workflows
+WHERE status IN ('pending', 'running', 'paused') AND deadline < :now

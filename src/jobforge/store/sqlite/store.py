@@ -23,6 +23,20 @@ BUSY_TIMEOUT_MS = 30_000
 POLL_INTERVAL = 0.02
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode=WAL`, retried: on a brand-new file that several processes open
+    at once, SQLite answers "database is locked" at once, without calling the busy handler."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteStore(SQLStore):
     """A store on one SQLite file, shared safely by many threads and processes."""
 
@@ -50,7 +64,7 @@ class SQLiteStore(SQLStore):
             conn.row_factory = sqlite3.Row
             # WAL lets readers run beside the single writer; busy_timeout makes writers
             # queue for the lock instead of failing with "database is locked".
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # FULL syncs the WAL on every commit: an enqueue that returned survives power loss.
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
