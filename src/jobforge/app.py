@@ -248,10 +248,28 @@ class Forge:
         queue: str | None = None,
         type: str | None = None,
         limit: int = 100,
+        dependency_status: str | None = None,
+        workflow: str | None = None,
     ) -> list[Job]:
-        if status is not None:
-            JobStatus(status)  # ValueError names the bad status
-        return self.store.list_jobs(ListParams(status=status, queue=queue, type=type, limit=limit))
+        if status is not None and status not in {s.value for s in JobStatus}:
+            names = ", ".join(s.value for s in JobStatus)
+            raise ValidationError(f"Unknown status {status!r} (one of {names})")
+        if dependency_status is not None and dependency_status not in {
+            s.value for s in deps.DependencyStatus
+        }:
+            names = ", ".join(s.value for s in deps.DependencyStatus)
+            raise ValidationError(
+                f"Unknown dependency status {dependency_status!r} (one of {names})"
+            )
+        params = ListParams(
+            status=status, queue=queue, type=type, dependency_status=dependency_status,
+            workflow_id=parse_workflow_ref(workflow) if workflow else None, limit=limit,
+        )  # fmt: skip
+        return self.store.list_jobs(params)
+
+    def job_parents_edges(self, jobs: Sequence[Job]) -> dict[uuid.UUID, list[EdgeRecord]]:
+        """The edges from each job's parents, in one query."""
+        return graph.edges_into_many(self.store, [j.id for j in jobs])
 
     def cancel_job(self, ref: str) -> Job:
         return self.store.cancel_job(parse_job_ref(ref))

@@ -24,6 +24,7 @@ from jobforge.jobs import Job, JobStatus, parse_payload_text
 from jobforge.loader import APP_ENV, load_app
 from jobforge.store.factory import ENV_VAR, open_store, resolve_url
 from jobforge.worker.worker import Worker, WorkerConfig
+from jobforge.workflows.records import EdgeRecord
 
 T = TypeVar("T")
 
@@ -49,6 +50,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 def main() -> None:
     """Entry point: one-line errors and a non-zero exit for anything jobforge refuses."""
+    import jobforge.cli_workflow  # noqa: F401 - registers `jobforge workflow`
+
     try:
         cli()
     except JobforgeError as exc:
@@ -155,6 +158,12 @@ def enqueue(
     delay: Annotated[float | None, typer.Option(help="Seconds to wait before running.")] = None,
     retries: Annotated[int | None, typer.Option()] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per attempt.")] = None,
+    depends_on: Annotated[
+        list[str] | None, typer.Option("--depends-on", help="Parent job id (repeatable).")
+    ] = None,
+    dependency_timeout: Annotated[
+        float | None, typer.Option(help="Seconds the job may wait for its parents.")
+    ] = None,
     app_ref: AppOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -163,7 +172,7 @@ def enqueue(
     app = _app(app_ref, db)
     job_id = app.enqueue(
         type_name, data, queue=queue, priority=priority, delay=delay, retries=retries,
-        timeout=timeout,
+        timeout=timeout, depends_on=depends_on or None, dependency_timeout=dependency_timeout,
     )  # fmt: skip
     sys.stdout.write(job_id + "\n")
 
@@ -176,14 +185,39 @@ def _find(app: Forge, ref: str) -> Job:
     return job
 
 
+def job_json(job: Job, parents: list[EdgeRecord]) -> dict[str, Any]:
+    """A job as JSON, with the edges from its parents."""
+    data = job.to_dict()
+    data["parents"] = [
+        {
+            "job_id": "job_" + e.parent_id.hex,
+            "dependency_type": e.kind,
+            "condition": e.condition,
+            "status": e.status,
+        }
+        for e in parents
+    ]
+    return data
+
+
 @job_cli.command("show")
 def job_show(
-    ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False
+    ref: Annotated[str, typer.Argument(metavar="ID")],
+    include_dependencies: Annotated[
+        bool, typer.Option("--include-dependencies", help="Also show parents and children.")
+    ] = False,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """One job, by UUID or job_… id."""
-    job = _find(_app(None, db), ref)
+    app = _app(None, db)
+    job = _find(app, ref)
+    into, children = app.dependencies(ref)
     if as_json:
-        _dump(job.to_dict())
+        data = job_json(job, into)
+        if include_dependencies:
+            data["children"] = [e.to_dict() for e in children]
+        _dump(data)
         return
     table = Table(show_header=False, box=None)
     for key, value in job.to_dict().items():
@@ -201,6 +235,34 @@ def job_show(
         )
     if job.errors and job.errors[-1].get("traceback"):
         out.print(job.errors[-1]["traceback"].rstrip(), highlight=False, markup=False)
+    if include_dependencies:
+        print_edges(app, into, children)
+
+
+def print_edges(app: Forge, into: list[EdgeRecord], children: list[EdgeRecord]) -> None:
+    """A table of a job's edges, with the other end's state."""
+    table = Table("direction", "job_id", "name", "job status", "type", "condition", "edge status")
+    for direction, edges in (("parent", into), ("child", children)):
+        for e in edges:
+            other = e.parent_id if direction == "parent" else e.child_id
+            j = app.get_job(str(other))
+            table.add_row(
+                direction, "job_" + other.hex, (j.name or j.type) if j else "?",
+                j.status.value if j else "?", e.kind, e.condition or "", e.status,
+            )  # fmt: skip
+    out.print(table)
+
+
+@job_cli.command("explain")
+def job_explain(
+    ref: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Why is this job waiting, or why was it skipped?"""
+    explanation = _app(None, db).explain(ref)
+    if as_json:
+        _dump(explanation.to_dict())
+    else:
+        out.print(explanation.text(), highlight=False, markup=False)
 
 
 @job_cli.command("list")
@@ -209,19 +271,27 @@ def job_list(
     queue: Annotated[str | None, typer.Option()] = None,
     type_name: Annotated[str | None, typer.Option("--type")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    dependency_status: Annotated[
+        str | None, typer.Option(help="none|waiting|satisfied|failed")
+    ] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow's jobs.")] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Jobs, newest first."""
-    if status is not None and status not in {s.value for s in JobStatus}:
-        raise ValidationError(
-            f"Unknown status {status!r} (one of {', '.join(s.value for s in JobStatus)})"
-        )
-    jobs = _app(None, db).list_jobs(status=status, queue=queue, type=type_name, limit=limit)
+    app = _app(None, db)
+    jobs = app.list_jobs(
+        status=status, queue=queue, type=type_name, limit=limit,
+        dependency_status=dependency_status, workflow=workflow,
+    )  # fmt: skip
     if as_json:
-        _dump([j.to_dict() for j in jobs])
+        parents = app.job_parents_edges(jobs)
+        _dump([job_json(j, parents[j.id]) for j in jobs])
         return
-    table = Table("job_id", "type", "queue", "status", "prio", "attempts", "progress", "created")
+    table = Table(
+        "job_id", "name", "type", "queue", "status", "deps", "prio", "attempts", "progress",
+        "created",
+    )  # fmt: skip
     table.add_column("result / last error", max_width=40, overflow="ellipsis", no_wrap=True)
     for column in table.columns:
         column.no_wrap = True
@@ -229,7 +299,8 @@ def job_list(
     for j in jobs:
         detail = j.errors[-1]["message"] if j.status == JobStatus.FAILED and j.errors else j.result
         table.add_row(
-            j.job_id, j.type, j.queue, _styled(j.status), str(j.priority),
+            j.job_id, j.name or "", j.type, j.queue, _styled(j.status), j.dependency_status,
+            str(j.priority),
             f"{j.attempts}/{j.max_attempts}", f"{j.progress}%",
             j.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             "" if detail is None else json.dumps(detail, default=str),

@@ -103,7 +103,8 @@ def _summary(job: Job, edges: list[EdgeExplanation]) -> str:
             return "waiting — all dependencies are satisfied; it is held by its workflow"
         return f"waiting for {len(blocking)} of {len(edges)} dependencies"
     if job.status == JobStatus.SKIPPED:
-        return f"skipped — {job.reason or 'a dependency can no longer hold'}"
+        reason = (job.reason or "a dependency can no longer hold").removeprefix("skipped: ")
+        return f"skipped — {reason}"
     if job.status in (JobStatus.QUEUED, JobStatus.SCHEDULED):
         due = f" (due {iso(job.scheduled_at)})" if job.status == JobStatus.SCHEDULED else ""
         deps_note = "dependencies satisfied; " if edges else "no dependencies; "

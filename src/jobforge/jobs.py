@@ -224,8 +224,8 @@ class Job:
             value = getattr(self, name)
             if isinstance(value, datetime):
                 value = iso(value)
-            elif isinstance(value, uuid.UUID):
-                value = str(value)
+            elif name == "workflow_id" and value is not None:
+                value = "wf_" + value.hex
             out[name] = value
         return out
 

@@ -50,6 +50,8 @@ class ListParams:
     status: str | None = None
     queue: str | None = None
     type: str | None = None
+    dependency_status: str | None = None
+    workflow_id: uuid.UUID | None = None
     limit: int = 100
 
 

@@ -112,6 +112,16 @@ def job_edges(store: SQLStore, job_id: uuid.UUID) -> tuple[list[EdgeRecord], lis
     return [edge_record(store, r) for r in into], [edge_record(store, r) for r in out]
 
 
+def edges_into_many(store: SQLStore, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[EdgeRecord]]:
+    """Edges from their parents, for many jobs at once (one query)."""
+    out: dict[uuid.UUID, list[EdgeRecord]] = {i: [] for i in ids}
+    if ids:
+        for r in store._select("edges_into_many", ids=ids):
+            e = edge_record(store, r)
+            out[e.child_id].append(e)
+    return out
+
+
 def related(store: SQLStore, job_id: uuid.UUID, direction: str) -> list[Job]:
     """All ancestors ("ancestors") or descendants ("descendants") of a job."""
     return [store._job(r) for r in store._select(direction, id=job_id)]

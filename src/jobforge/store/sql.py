@@ -291,6 +291,7 @@ class SQLStore(ABC):
     def list_jobs(self, params: ListParams) -> list[Job]:
         rows = self._select(
             "list_jobs", status=params.status, queue=params.queue, type=params.type,
+            dependency_status=params.dependency_status, workflow_id=params.workflow_id,
             limit=params.limit,
         )  # fmt: skip
         return [self._job(r) for r in rows]

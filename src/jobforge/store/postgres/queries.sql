@@ -98,6 +98,8 @@ SELECT * FROM jobforge_jobs
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(type)s::text IS NULL OR type = %(type)s)
+  AND (%(dependency_status)s::text IS NULL OR dependency_status = %(dependency_status)s)
+  AND (%(workflow_id)s::uuid IS NULL OR workflow_id = %(workflow_id)s)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 
@@ -335,3 +337,6 @@ RETURNING id, status, result, started_at, workflow_id, optional, name, queue
 -- name: overdue_workflows
 SELECT id FROM jobforge_workflows
 WHERE status IN ('pending', 'running', 'paused') AND deadline < now()
+
+-- name: edges_into_many
+SELECT * FROM jobforge_edges WHERE child_id = ANY(%(ids)s::uuid[])

@@ -86,6 +86,8 @@ SELECT * FROM jobforge_jobs
 WHERE (:status IS NULL OR status = :status)
   AND (:queue IS NULL OR queue = :queue)
   AND (:type IS NULL OR type = :type)
+  AND (:dependency_status IS NULL OR dependency_status = :dependency_status)
+  AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
 
@@ -323,3 +325,6 @@ RETURNING id, status, result, started_at, workflow_id, optional, name, queue
 -- name: overdue_workflows
 SELECT id FROM jobforge_workflows
 WHERE status IN ('pending', 'running', 'paused') AND deadline < :now
+
+-- name: edges_into_many
+SELECT * FROM jobforge_edges WHERE child_id IN (SELECT value FROM json_each(:ids))
