@@ -100,7 +100,7 @@ def test_encode_result_falls_back_to_string_form() -> None:
     assert json.loads(encode_result(math.nan) or "") == "nan"
 
 
-# -- through Forge.enqueue: refused before the database is even opened --------------------
+# -- through Forge.enqueue: refused before the database is even opened ---------------------
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ SELECT *
 FROM t
 WHERE a = :a;
 
---   name:   third   
+--   name:   third \t
 UPDATE t SET a = 1
 """
 
@@ -187,7 +187,7 @@ def test_iter_statements_splits_and_drops_comment_lines() -> None:
 
 
 def test_shipped_sqlite_migration_splits_into_statements() -> None:
-    (mig,) = load_migrations("jobforge.store.sqlite.migrations")
+    mig = load_migrations("jobforge.store.sqlite.migrations")[0]
     statements = list(iter_statements(mig.sql))
     assert sum(s.startswith("CREATE TABLE") for s in statements) == 2
     assert all(not s.lstrip().startswith("--") for s in statements)

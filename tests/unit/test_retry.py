@@ -58,7 +58,9 @@ def test_huge_attempt_does_not_overflow() -> None:
     assert delay == pytest.approx(45.0)
 
 
-@pytest.mark.parametrize(("attempt", "base", "cap"), [(1, 1.0, 300.0), (4, 0.5, 300.0), (12, 1.0, 60.0)])
+@pytest.mark.parametrize(
+    ("attempt", "base", "cap"), [(1, 1.0, 300.0), (4, 0.5, 300.0), (12, 1.0, 60.0)]
+)
 def test_jitter_stays_within_half_step_and_step(attempt: int, base: float, cap: float) -> None:
     step = min(cap, base * 2 ** (attempt - 1))
     rng = random.Random(1234)

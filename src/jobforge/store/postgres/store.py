@@ -182,6 +182,6 @@ class PgListener:
                 delay = min(delay * 2, 5.0)
 
     def stop(self) -> None:
+        # The thread notices within one notifies() timeout and closes its connection;
+        # nobody needs to wait for that.
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3)

@@ -55,6 +55,7 @@ class SQLiteStore(SQLStore):
 
     def connect(self) -> sqlite3.Connection:
         """A new connection with the settings every jobforge connection needs."""
+        conn: sqlite3.Connection | None = None
         try:
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a transaction
             # takes the write lock up front instead of failing to upgrade mid-way.
@@ -70,6 +71,8 @@ class SQLiteStore(SQLStore):
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
             raise DatabaseUnavailable(f"Cannot open SQLite database {self.path}: {exc}") from None
         return conn
 
