@@ -149,18 +149,21 @@ class SQLStore(ABC):
 
     def claim_jobs(self, params: ClaimParams) -> list[Job]:
         with self._tx() as cur:
-            rows = self._run(
-                cur,
-                "claim_jobs",
-                worker_id=params.worker_id,
-                token=uuid.uuid4().hex,
-                types=list(params.types),
-                queues=list(params.queues) if params.queues else None,
-                limit=params.limit,
-                lease_seconds=params.lease_seconds,
-            ).fetchall()
-            if any(r["has_parallel_children"] or r["workflow_id"] is not None for r in rows):
-                self._on_started(cur, rows)
+            return self._claim(cur, params)
+
+    def _claim(self, cur: Cursor, params: ClaimParams) -> list[Job]:
+        rows = self._run(
+            cur,
+            "claim_jobs",
+            worker_id=params.worker_id,
+            token=uuid.uuid4().hex,
+            types=list(params.types),
+            queues=list(params.queues) if params.queues else None,
+            limit=params.limit,
+            lease_seconds=params.lease_seconds,
+        ).fetchall()
+        if any(r["has_parallel_children"] or r["workflow_id"] is not None for r in rows):
+            self._on_started(cur, rows)
         jobs = [self._job(r) for r in rows]
         # RETURNING gives no order; hand jobs out in run order.
         jobs.sort(key=lambda j: (-j.priority, j.scheduled_at))
@@ -178,38 +181,57 @@ class SQLStore(ABC):
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate] = ()
     ) -> list[uuid.UUID]:
         """Record many attempt outcomes in one transaction; returns the ids that applied."""
-        applied: list[uuid.UUID] = []
-        wake: set[str] = set()
-        settled: list[deps.Settled] = []
         with self._tx() as cur:
-            ops = SQLDepsOps(self, cur)
-            for p in progress:
-                self._run(
-                    cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
-                    message=p.message,
-                )  # fmt: skip
-            for o in outcomes:
-                row = self._run(
-                    cur,
-                    "finish_job",
-                    id=o.id,
-                    token=o.lease_token,
-                    status=o.status.value,
-                    result=o.result_json,
-                    errors=None if o.errors is None else json.dumps(o.errors),
-                    scheduled_at=o.scheduled_at,
-                    attempt_delta=o.attempt_delta,
-                    progress=o.progress,
-                    result_url=o.result_url,
-                    terminal=o.status.is_terminal,
-                ).fetchone()
-                if row is not None:
-                    applied.append(o.id)
-                    if o.status.is_terminal:
-                        settled.append(ops._settled(row))
-            if settled:
-                wake |= deps.settle(ops, settled)
-            self._notify(cur, wake)
+            return self._finish(cur, outcomes, progress)
+
+    def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        progress: Sequence[ProgressUpdate],
+        claim: ClaimParams | None,
+    ) -> tuple[list[uuid.UUID], list[Job]]:
+        """Record outcomes, then claim more jobs, in one transaction (one commit).
+
+        The children those outcomes released are claimed at once by the worker that
+        finished their parent: a chain advances without a second commit or a wake-up.
+        """
+        with self._tx() as cur:
+            applied = self._finish(cur, outcomes, progress)
+            claimed = self._claim(cur, claim) if claim is not None and claim.limit > 0 else []
+        return applied, claimed
+
+    def _finish(
+        self, cur: Cursor, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate]
+    ) -> list[uuid.UUID]:
+        applied: list[uuid.UUID] = []
+        settled: list[deps.Settled] = []
+        ops = SQLDepsOps(self, cur)
+        for p in progress:
+            self._run(
+                cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
+                message=p.message,
+            )  # fmt: skip
+        for o in outcomes:
+            row = self._run(
+                cur,
+                "finish_job",
+                id=o.id,
+                token=o.lease_token,
+                status=o.status.value,
+                result=o.result_json,
+                errors=None if o.errors is None else json.dumps(o.errors),
+                scheduled_at=o.scheduled_at,
+                attempt_delta=o.attempt_delta,
+                progress=o.progress,
+                result_url=o.result_url,
+                terminal=o.status.is_terminal,
+            ).fetchone()
+            if row is not None:
+                applied.append(o.id)
+                if o.status.is_terminal:
+                    settled.append(ops._settled(row))
+        if settled:
+            self._notify(cur, deps.settle(ops, settled))
         return applied
 
     def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[uuid.UUID, bool]:

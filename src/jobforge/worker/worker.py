@@ -66,6 +66,11 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._progress: list[ProgressUpdate] = []
         self._flush_needed = asyncio.Event()
+        self._claim_lock = asyncio.Lock()  # claims from the fetch loop and the flusher
+        cfg = self.config
+        self._capacity = cfg.concurrency + (
+            cfg.prefetch if cfg.prefetch is not None else cfg.concurrency
+        )
         self._retry_horizon = 0.0  # burst mode waits for retries it scheduled itself
         self._db = ThreadPoolExecutor(2, thread_name_prefix="jobforge-db")
         self._pool = ThreadPoolExecutor(
@@ -138,34 +143,40 @@ class Worker:
     # -- fetching ----------------------------------------------------------------------
     async def _fetch_loop(self) -> None:
         cfg = self.config
-        capacity = cfg.concurrency + (cfg.prefetch if cfg.prefetch is not None else cfg.concurrency)
         failures = 0
         while not self._stop.is_set():
-            free = capacity - len(self._claimed)
-            if free <= 0:
+            if self._capacity - len(self._claimed) <= 0:
                 self._poke.clear()
-                if capacity - len(self._claimed) <= 0:
+                if self._capacity - len(self._claimed) <= 0:
                     await self._poke.wait()
                 continue
-            # Clear before claiming: a wake-up that lands during the claim is kept, never lost.
-            self._poke.clear()
-            try:
-                jobs = await self._db_call(self.app.store.claim_jobs, self._claim_params(free))
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                log.warning("claim failed (%s); retrying", exc)
+            async with self._claim_lock:
+                free = self._capacity - len(self._claimed)
+                # Clear before claiming: a wake-up landing during the claim is kept, not lost.
+                self._poke.clear()
+                try:
+                    jobs = await self._db_call(self.app.store.claim_jobs, self._claim_params(free))
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    log.warning("claim failed (%s); retrying", exc)
+                    jobs = None
+                if jobs is not None:
+                    self._take(jobs)
+            if jobs is None:
                 await self._sleep(min(5.0, 0.2 * 2**failures))
                 continue
-            for job in jobs:
-                self._claimed[job.id] = job
-                self._backlog.put_nowait(job)
-            self.stats.claimed += len(jobs)
             if len(jobs) == free:
                 continue
             if not jobs and cfg.burst and await self._idle():
                 return
             await self._wait_for_work(bool(jobs))
+
+    def _take(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._claimed[job.id] = job
+            self._backlog.put_nowait(job)
+        self.stats.claimed += len(jobs)
 
     def _claim_params(self, limit: int) -> ClaimParams:
         cfg = self.config
@@ -238,28 +249,38 @@ class Worker:
             await self._flush()
 
     async def _flush(self) -> None:
-        outcomes, self._outcomes = self._outcomes, []
-        progress, self._progress = self._progress, []
-        if not outcomes and not progress:
-            return
-        try:
-            applied = set(
-                await asyncio.shield(self._db_call(self.app.store.finish_jobs, outcomes, progress))
-            )
-        except Exception as exc:
-            log.warning("recording %d outcomes failed (%s); will retry", len(outcomes), exc)
-            self._outcomes[:0] = outcomes
-            await asyncio.sleep(0.5)
-            self._flush_needed.set()
-            return
+        """Record outcomes and, in the same transaction, claim jobs for the freed slots."""
+        async with self._claim_lock:
+            outcomes, self._outcomes = self._outcomes, []
+            progress, self._progress = self._progress, []
+            if not outcomes and not progress:
+                return
+            free = self._capacity - len(self._claimed) + len(outcomes)
+            claim = None if self._stop.is_set() or free <= 0 else self._claim_params(free)
+            try:
+                applied_ids, claimed = await asyncio.shield(
+                    self._db_call(self.app.store.finish_and_claim, outcomes, progress, claim)
+                )
+            except Exception as exc:
+                log.warning("recording %d outcomes failed (%s); will retry", len(outcomes), exc)
+                self._outcomes[:0] = outcomes
+                await asyncio.sleep(0.5)
+                self._flush_needed.set()
+                return
+            for o in outcomes:
+                self._claimed.pop(o.id, None)
+            self._take(claimed)
+        self._count(outcomes, set(applied_ids))
+        if not claimed:
+            self._poke.set()  # nothing more was runnable: let the fetch loop decide
+
+    def _count(self, outcomes: list[Outcome], applied: set[uuid.UUID]) -> None:
         for o in outcomes:
-            self._claimed.pop(o.id, None)
             if o.id in applied:
                 self.stats.finished[o.status.value] = self.stats.finished.get(o.status.value, 0) + 1
             else:
                 self.stats.lost += 1
                 log.warning("job %s outcome dropped: its lease was lost", o.id)
-        self._poke.set()
 
     # -- side services -----------------------------------------------------------------
     async def _every(self, interval: float, action: Callable[[], Awaitable[None]]) -> None:
@@ -297,10 +318,9 @@ class Worker:
     async def _shutdown(
         self, runners: list[asyncio.Task[None]], side: list[asyncio.Task[None]]
     ) -> None:
-        """Release unstarted jobs, give running ones the grace period, release the rest."""
-        unstarted: list[Job] = []
+        """Stop starting jobs, give running ones the grace period, release the rest."""
         while not self._backlog.empty():
-            unstarted.append(self._backlog.get_nowait())
+            self._backlog.get_nowait()  # never started; released below with the rest
         if self._running:
             log.info(
                 "waiting up to %.0fs for %d running jobs",
@@ -313,12 +333,12 @@ class Worker:
             while pending and (left := self.config.grace_period - (time.monotonic() - begun)) > 0:
                 _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
             await asyncio.sleep(0)  # let runners record what finished
-        leftovers = [self._claimed[j] for j in self._running if j in self._claimed]
         for task in runners:
             task.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
         await self._flush()
-        release = [(j.id, j.lease_token or "") for j in unstarted + leftovers]
+        # Whatever is still claimed did not finish: unstarted, or still running after grace.
+        release = [(j.id, j.lease_token or "") for j in self._claimed.values()]
         if release:
             n = await self._db_call(self.app.store.release_jobs, release)
             log.info("released %d unfinished jobs back to the queue", n)
