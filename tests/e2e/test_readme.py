@@ -34,6 +34,33 @@ def test_readme_python_quickstart_runs(tmp_path: Path) -> None:
     }
 
 
+def test_readme_dependencies_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "deps.py"
+    script.write_text(_python_blocks()[1])
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("failed {'total': 6,")
+    assert "'succeeded': 4, 'failed': 1, 'skipped': 1" in lines[0]
+    assert "(summary): skipped — parent step_2 ended failed" in lines[1]
+    assert lines[-1] == "skipped succeeded"
+
+
+def test_readme_workflow_files_parse() -> None:
+    from jobforge.workflows.files import parse_workflow
+
+    text = (ROOT / "README.md").read_text()
+    (yaml_text,) = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    (json_text,) = re.findall(r"```json\n(.*?)```", text, re.S)
+    a = parse_workflow(yaml_text, "README.yaml", yaml_syntax=True)
+    assert [d.parent for d in a.jobs["load"].depends_on] == ["validate"]
+    assert a.jobs["load"].depends_on[0].kind == "conditional"
+    b = parse_workflow(json_text, "README.json")
+    assert [d.parent for d in b.jobs["b"].depends_on] == ["a"]
+
+
 def test_example_demo_script(tmp_path: Path) -> None:
     """What `scripts/quickstart.sh` runs after installing: the CLI against the example app."""
     env = dict(os.environ)
