@@ -211,24 +211,27 @@ class SQLStore(ABC):
                 cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
                 message=p.message,
             )  # fmt: skip
-        for o in outcomes:
-            row = self._run(
-                cur,
-                "finish_job",
-                id=o.id,
-                token=o.lease_token,
-                status=o.status.value,
-                result=o.result_json,
-                errors=None if o.errors is None else json.dumps(o.errors),
-                scheduled_at=o.scheduled_at,
-                attempt_delta=o.attempt_delta,
-                progress=o.progress,
-                result_url=o.result_url,
-                terminal=o.status.is_terminal,
-            ).fetchone()
-            if row is not None:
-                applied.append(o.id)
-                if o.status.is_terminal:
+        rows = [
+            self._adapt(
+                {
+                    "id": o.id,
+                    "token": o.lease_token,
+                    "status": o.status.value,
+                    "result": o.result_json,
+                    "errors": None if o.errors is None else json.dumps(o.errors),
+                    "scheduled_at": o.scheduled_at,
+                    "attempt_delta": o.attempt_delta,
+                    "progress": o.progress,
+                    "result_url": o.result_url,
+                    "terminal": o.status.is_terminal,
+                }
+            )
+            for o in outcomes
+        ]
+        if rows:
+            for row in self._run(cur, "finish_many", rows=json.dumps(rows, default=str)).fetchall():
+                applied.append(_uuid(row["id"]))
+                if JobStatus(row["status"]).is_terminal:
                     settled.append(ops._settled(row))
         if settled:
             self._notify(cur, deps.settle(ops, settled))

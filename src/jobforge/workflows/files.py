@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from jobforge.deps import Dependency
+from jobforge.deps import Dependency, normalize_edge
 from jobforge.errors import ValidationError
 from jobforge.tasks import JobOptions
 from jobforge.workflows.dag import Workflow, WorkflowJob
@@ -152,8 +152,19 @@ def _dependency(raw: Any, where: str) -> Dependency:
         parent = raw.get("job")
         if not isinstance(parent, str):
             raise WorkflowFileError(f"{where}: field 'job' is required (the parent's name)")
-        return Dependency(parent, str(raw.get("type", "sequential")), raw.get("condition"))
+        return _edge(parent, raw, where)
     raise WorkflowFileError(f"{where}: expected a job name or an object")
+
+
+def _edge(parent: str, raw: dict[str, Any], where: str) -> Dependency:
+    """An edge whose type and condition are checked here, so the error names its place."""
+    kind = _opt(raw, "type", str, where) or "sequential"
+    condition = _opt(raw, "condition", str, where)
+    try:
+        normalize_edge(kind, condition)
+    except ValidationError as exc:
+        raise WorkflowFileError(f"{where}: {exc}") from None
+    return Dependency(parent, kind, condition)
 
 
 def _add_edge(wf: Workflow, raw: Any, index: int, source: str) -> None:
@@ -166,9 +177,7 @@ def _add_edge(wf: Workflow, raw: Any, index: int, source: str) -> None:
         raise WorkflowFileError(f"{where}: fields 'from' and 'to' are required (job ids)")
     if child not in wf.jobs:
         raise WorkflowFileError(f"{where}: field 'to': no job {child!r} in this workflow")
-    wf.jobs[child].depends_on.append(
-        Dependency(parent, str(raw.get("type", "sequential")), raw.get("condition"))
-    )
+    wf.jobs[child].depends_on.append(_edge(parent, raw, f"{where} ({parent} -> {child})"))
 
 
 def _opt(data: dict[str, Any], key: str, kind: Any, where: str) -> Any:

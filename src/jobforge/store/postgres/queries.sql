@@ -340,3 +340,18 @@ WHERE status IN ('pending', 'running', 'paused') AND deadline < now()
 
 -- name: edges_into_many
 SELECT * FROM jobforge_edges WHERE child_id = ANY(%(ids)s::uuid[])
+
+-- name: finish_many
+-- Every outcome of a batch in one statement; each applies only while its claim holds.
+UPDATE jobforge_jobs j
+SET status = u.status, result = u.result::jsonb, errors = coalesce(u.errors::jsonb, j.errors),
+    result_url = coalesce(u.result_url, j.result_url),
+    scheduled_at = coalesce(u.scheduled_at, j.scheduled_at),
+    attempts = j.attempts + u.attempt_delta, progress = coalesce(u.progress, j.progress),
+    completed_at = CASE WHEN u.terminal THEN now() END,
+    worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(
+    id uuid, token text, status text, result text, errors text, result_url text,
+    scheduled_at timestamptz, attempt_delta int, progress int, terminal boolean)
+WHERE j.id = u.id AND j.status = 'running' AND j.lease_token = u.token
+RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name

@@ -328,3 +328,25 @@ WHERE status IN ('pending', 'running', 'paused') AND deadline < :now
 
 -- name: edges_into_many
 SELECT * FROM jobforge_edges WHERE child_id IN (SELECT value FROM json_each(:ids))
+
+-- name: finish_many
+-- Every outcome of a batch in one statement; each applies only while its claim holds.
+UPDATE jobforge_jobs
+SET status = u.status, result = u.result,
+    errors = coalesce(u.errors, jobforge_jobs.errors),
+    result_url = coalesce(u.result_url, jobforge_jobs.result_url),
+    scheduled_at = coalesce(u.scheduled_at, jobforge_jobs.scheduled_at),
+    attempts = jobforge_jobs.attempts + u.attempt_delta,
+    progress = coalesce(u.progress, jobforge_jobs.progress),
+    completed_at = CASE WHEN u.terminal THEN :now END,
+    worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = :now
+FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'status' AS status,
+             value ->> 'result' AS result, value ->> 'errors' AS errors,
+             value ->> 'result_url' AS result_url, value ->> 'scheduled_at' AS scheduled_at,
+             value ->> 'attempt_delta' AS attempt_delta, value ->> 'progress' AS progress,
+             value ->> 'terminal' AS terminal
+      FROM json_each(:rows)) AS u
+WHERE jobforge_jobs.id = u.id AND jobforge_jobs.status = 'running'
+  AND jobforge_jobs.lease_token = u.token
+RETURNING jobforge_jobs.id, queue, jobforge_jobs.status, jobforge_jobs.result, started_at,
+          workflow_id, optional, name
