@@ -340,7 +340,9 @@ class Forge:
         job = self._job_or_raise(ref)
         into, _ = graph.job_edges(self.store, job.id)
         parents = {j.id: j for j in self._jobs([e.parent_id for e in into])}
-        return explain(job, [(e, parents[e.parent_id]) for e in into if e.parent_id in parents])
+        wf = graph.get_workflow(self.store, job.workflow_id) if job.workflow_id else None
+        edges = [(e, parents[e.parent_id]) for e in into if e.parent_id in parents]
+        return explain(job, edges, wf.status if wf else None)
 
     # -- workflows -------------------------------------------------------------------------
     def enqueue_workflow(self, wf: Workflow) -> str:

@@ -233,6 +233,7 @@ class ChildState:
     status: JobStatus
     pending_parents: int
     workflow_id: uuid.UUID | None
+    workflow_status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +299,10 @@ def settle(ops: DepsOps, changed: Sequence[Settled], apply_policies: bool = True
     level costing one query per kind of write, however wide the level is.
     """
     wake: set[str] = set()
-    workflows = ops.workflows({c.workflow_id for c in changed if c.workflow_id})
-    touched = set(workflows)
+    touched = {c.workflow_id for c in changed if c.workflow_id}
+    failures = [c for c in changed if c.status == JobStatus.FAILED and not c.optional]
+    # Policies only matter for failures: successes cost no workflow lookup.
+    workflows = ops.workflows({c.workflow_id for c in failures if c.workflow_id})
     frontier: list[Settled] = []
     for job in changed:
         wf = workflows.get(job.workflow_id) if job.workflow_id else None
@@ -316,21 +319,14 @@ def settle(ops: DepsOps, changed: Sequence[Settled], apply_policies: bool = True
                 continue
         frontier.append(job)
     while frontier:
-        frontier = _settle_level(ops, frontier, workflows, wake)
-        new = {s.workflow_id for s in frontier if s.workflow_id} - workflows.keys()
-        workflows.update(ops.workflows(new))
-        touched |= new
+        frontier = _settle_level(ops, frontier, wake)
+        touched |= {s.workflow_id for s in frontier if s.workflow_id}
     for wf_id in touched:
         ops.complete_workflow_if_done(wf_id)
     return wake
 
 
-def _settle_level(
-    ops: DepsOps,
-    frontier: Sequence[Settled],
-    workflows: dict[uuid.UUID, WorkflowState],
-    wake: set[str],
-) -> list[Settled]:
+def _settle_level(ops: DepsOps, frontier: Sequence[Settled], wake: set[str]) -> list[Settled]:
     parents = {p.id: p for p in frontier}
     updates: list[tuple[uuid.UUID, EdgeStatus, str]] = []
     resolved: Counter[uuid.UUID] = Counter()
@@ -352,14 +348,13 @@ def _settle_level(
         resolved.pop(child, None)
     skipped = ops.skip(doomed) if doomed else []
     children = ops.decrement_pending(resolved) if resolved else []
-    unknown = {c.workflow_id for c in children if c.workflow_id} - workflows.keys()
-    workflows.update(ops.workflows(unknown))
+    # A child of a paused workflow stays waiting (held) until the workflow resumes.
     ready = [
         c.id
         for c in children
         if c.pending_parents == 0
         and c.status == JobStatus.WAITING
-        and not (c.workflow_id and workflows[c.workflow_id].status == WorkflowStatus.PAUSED)
+        and c.workflow_status != WorkflowStatus.PAUSED
     ]
     if ready:
         wake |= ops.release(ready)

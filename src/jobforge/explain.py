@@ -71,7 +71,9 @@ def _what_releases(edge: EdgeRecord, parent: Job) -> str:
     return f"released when the parent ends {cond}"
 
 
-def explain(job: Job, parents: list[tuple[EdgeRecord, Job]]) -> Explanation:
+def explain(
+    job: Job, parents: list[tuple[EdgeRecord, Job]], workflow_status: str | None = None
+) -> Explanation:
     out: list[EdgeExplanation] = []
     for edge, parent in parents:
         if edge.status == "resolved":
@@ -91,7 +93,13 @@ def explain(job: Job, parents: list[tuple[EdgeRecord, Job]]) -> Explanation:
         else:
             state, detail = "blocking", _what_releases(edge, parent)
         out.append(EdgeExplanation(parent, edge, state, detail))
-    return Explanation(job, _summary(job, out), out)
+    summary = _summary(job, out)
+    if workflow_status == "paused" and job.status == JobStatus.WAITING:
+        summary += (
+            " — its workflow is paused after a failure: resume it, retry the failed job,"
+            " or cancel it"
+        )
+    return Explanation(job, summary, out)
 
 
 def _summary(job: Job, edges: list[EdgeExplanation]) -> str:

@@ -99,6 +99,7 @@ class SQLDepsOps:
                 JobStatus(r["status"]),
                 int(r["pending_parents"]),
                 None if r["workflow_id"] is None else _id(r["workflow_id"]),
+                r["workflow_status"],
             )
             for r in self._all("decrement_pending", rows=_rows_json(rows))
         ]

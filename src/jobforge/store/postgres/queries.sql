@@ -146,7 +146,8 @@ WHERE e.id = u.id
 UPDATE jobforge_jobs j SET pending_parents = j.pending_parents - u.n, updated_at = now()
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, n int)
 WHERE j.id = u.id AND j.status = 'waiting'
-RETURNING j.id, j.status, j.pending_parents, j.workflow_id
+RETURNING j.id, j.status, j.pending_parents, j.workflow_id,
+          (SELECT w.status FROM jobforge_workflows w WHERE w.id = j.workflow_id) AS workflow_status
 
 -- name: release_jobs
 UPDATE jobforge_jobs

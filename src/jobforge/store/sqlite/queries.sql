@@ -133,7 +133,9 @@ WHERE jobforge_edges.id = u.id
 UPDATE jobforge_jobs SET pending_parents = pending_parents - u.n, updated_at = :now
 FROM (SELECT value ->> 'id' AS id, value ->> 'n' AS n FROM json_each(:rows)) AS u
 WHERE jobforge_jobs.id = u.id AND jobforge_jobs.status = 'waiting'
-RETURNING jobforge_jobs.id, status, pending_parents, workflow_id
+RETURNING jobforge_jobs.id, status, pending_parents, workflow_id,
+          (SELECT w.status FROM jobforge_workflows w
+           WHERE w.id = jobforge_jobs.workflow_id) AS workflow_status
 
 -- name: release_jobs
 UPDATE jobforge_jobs
