@@ -7,7 +7,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from jobforge import deps
@@ -197,7 +197,9 @@ class Forge:
             job.dependency_deadline = job.created_at + timedelta(seconds=options.dependency_timeout)
         return edges
 
-    def _resolve(self, spec: JobSpec, name: str | None = None) -> NewJob:
+    def _resolve(
+        self, spec: JobSpec, name: str | None = None, now: datetime | None = None
+    ) -> NewJob:
         """Apply registered defaults and per-call options; refuse bad input before writing."""
         definition = self.registry.get(spec.type)
         if definition is None and not self.allow_unknown_types:
@@ -211,13 +213,13 @@ class Forge:
             raise ValidationError("retries must be >= 0")
         if o.delay is not None and o.delay < 0:
             raise ValidationError("delay must be >= 0 seconds")
-        now = utcnow()
+        now = now or utcnow()
         if o.run_at is not None:
             if o.run_at.tzinfo is None:
                 raise ValidationError("run_at must be timezone-aware")
             when = o.run_at
         else:
-            when = now + timedelta(seconds=o.delay or 0)
+            when = now + timedelta(seconds=o.delay) if o.delay else now
         queue = o.queue or (definition.queue if definition else self.default_queue)
         return NewJob(
             id=new_id(),

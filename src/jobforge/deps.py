@@ -392,35 +392,36 @@ def plan_insert(
     """Set each new job's waiting state and depth from its edges; check every edge.
 
     Returns the existing parents that have already started or finished: the caller
-    settles them right after writing, so the new edges resolve at once.
+    settles them right after writing, so the new edges resolve at once. Keys are the
+    UUIDs' integers: hashing those is several times cheaper at 100,000 jobs.
     """
-    new = {j.id: j for j in jobs}
-    incoming: dict[uuid.UUID, list[NewEdge]] = defaultdict(list)
+    new = {j.id.int: j for j in jobs}
+    old_depth = {p.id.int: p.depth for p in existing.values()}
+    parents_of: dict[int, list[int]] = defaultdict(list)
     for e in edges:
-        child = new.get(e.child_id)
+        c, p = e.child_id.int, e.parent_id.int
+        child = new.get(c)
         if child is None:
             raise DependencyError(f"Edge child {e.child_id} is not among the jobs being added")
-        if e.parent_id == e.child_id:
+        if p == c:
             raise CycleError(f"Circular dependency detected: {child.label} -> {child.label}")
-        if e.parent_id not in new and e.parent_id not in existing:
+        parent_job = new.get(p)
+        if parent_job is None and p not in old_depth:
             raise MissingDependency(
                 f"Dependency not found: {readable_id(e.parent_id)} (required by {child.label})"
             )
-        incoming[e.child_id].append(e)
-        parent_job = new.get(e.parent_id)
+        parents_of[c].append(p)
         if e.kind == EdgeKind.PARALLEL and parent_job is not None:
             parent_job.has_parallel_children = True
-    for job in _topological(jobs, incoming):
-        parents = incoming.get(job.id, [])
-        if not parents:
+    for key in _topological(new, parents_of):
+        ps = parents_of.get(key)
+        if not ps:
             continue
-        job.pending_parents = len(parents)
+        job = new[key]
+        job.pending_parents = len(ps)
         job.status = JobStatus.WAITING
         job.dependency_status = DependencyStatus.WAITING
-        job.depth = 1 + max(
-            new[e.parent_id].depth if e.parent_id in new else existing[e.parent_id].depth
-            for e in parents
-        )
+        job.depth = 1 + max(new[p].depth if p in new else old_depth[p] for p in ps)
         if job.depth > max_depth:
             raise DependencyError(
                 f"Dependency depth limit exceeded: {job.label} is {job.depth} levels deep"
@@ -434,30 +435,26 @@ def plan_insert(
     ]
 
 
-def _topological(
-    jobs: Sequence[NewJob], incoming: Mapping[uuid.UUID, list[NewEdge]]
-) -> list[NewJob]:
-    """New jobs, parents before children (edges among new jobs were checked for cycles)."""
-    new = {j.id: j for j in jobs}
-    indegree = {j.id: sum(1 for e in incoming.get(j.id, []) if e.parent_id in new) for j in jobs}
-    children: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for child, es in incoming.items():
-        for e in es:
-            if e.parent_id in new:
-                children[e.parent_id].append(child)
-    order = [j for j in jobs if indegree[j.id] == 0]
+def _topological(new: Mapping[int, NewJob], parents_of: Mapping[int, list[int]]) -> list[int]:
+    """New jobs' keys, parents before children; a cycle among them raises with its path."""
+    indegree = dict.fromkeys(new, 0)
+    children: dict[int, list[int]] = defaultdict(list)
+    for c, ps in parents_of.items():
+        for p in ps:
+            if p in new:
+                indegree[c] += 1
+                children[p].append(c)
+    order = [k for k, d in indegree.items() if d == 0]
     i = 0
     while i < len(order):
-        for c in children[order[i].id]:
+        for c in children.get(order[i], ()):
             indegree[c] -= 1
             if indegree[c] == 0:
-                order.append(new[c])
+                order.append(c)
         i += 1
-    if len(order) < len(jobs):
-        names = {j.id: j.label for j in jobs}
-        graph = {
-            names[j.id]: [names[e.parent_id] for e in incoming.get(j.id, []) if e.parent_id in new]
-            for j in jobs
-        }
-        check_graph(graph)  # raises the cycle with its path
+    if len(order) < len(new):
+        label = {k: j.label for k, j in new.items()}
+        check_graph(
+            {label[k]: [label[p] for p in parents_of.get(k, []) if p in new] for k in new}
+        )  # raises the cycle with its path
     return order

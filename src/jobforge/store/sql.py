@@ -106,6 +106,57 @@ class SQLStore(ABC):
         clone._external = connection
         return clone
 
+    def _insert_many(self, cur: Cursor, table: str, rows: list[dict[str, Any]]) -> None:
+        """Insert rows of `jobs` or `edges` (drivers may use a faster bulk path)."""
+        cur.executemany(self.q["insert_job" if table == "jobs" else "insert_edge"], rows)
+
+    # -- parameters for bulk inserts, without a per-value type check ---------------
+    def _p_id(self, value: uuid.UUID | None) -> Any:
+        return value
+
+    def _p_time(self, value: datetime | None) -> Any:
+        return value
+
+    def _job_params(self, j: NewJob) -> dict[str, Any]:
+        t, i = self._p_time, self._p_id
+        return {
+            "id": i(j.id),
+            "type": j.type,
+            "queue": j.queue,
+            "status": j.status.value,
+            "payload": j.payload_json,
+            "priority": j.priority,
+            "scheduled_at": t(j.scheduled_at),
+            "max_attempts": j.max_attempts,
+            "timeout": j.timeout,
+            "tenant_id": j.tenant_id,
+            "trace_id": j.trace_id,
+            "correlation_id": j.correlation_id,
+            "retry_backoff": j.retry_backoff,
+            "retry_backoff_max": j.retry_backoff_max,
+            "created_at": t(j.created_at),
+            "workflow_id": i(j.workflow_id),
+            "name": j.name,
+            "optional": j.optional,
+            "dependency_deadline": t(j.dependency_deadline),
+            "dependency_status": j.dependency_status,
+            "pending_parents": j.pending_parents,
+            "depth": j.depth,
+            "has_parallel_children": j.has_parallel_children,
+        }
+
+    def _edge_params(self, e: NewEdge, now: datetime) -> dict[str, Any]:
+        i = self._p_id
+        return {
+            "now": self._p_time(now),
+            "id": i(e.id),
+            "parent_id": i(e.parent_id),
+            "child_id": i(e.child_id),
+            "kind": e.kind,
+            "condition": e.condition,
+            "workflow_id": i(e.workflow_id),
+        }
+
     # -- jobs ----------------------------------------------------------------------
     def insert_jobs(
         self,
@@ -130,12 +181,10 @@ class SQLStore(ABC):
             ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
             if workflow is not None:
                 self._run(cur, "insert_workflow", **workflow.params())
-            cur.executemany(self.q["insert_job"], [self._adapt(_job_params(j)) for j in jobs])
+            self._insert_many(cur, "jobs", [self._job_params(j) for j in jobs])
             if edges:
                 now = utcnow()
-                cur.executemany(
-                    self.q["insert_edge"], [self._adapt(_edge_params(e, now)) for e in edges]
-                )
+                self._insert_many(cur, "edges", [self._edge_params(e, now) for e in edges])
                 parallel = [
                     e.parent_id for e in edges if e.kind == "parallel" and e.parent_id in existing
                 ]
@@ -369,43 +418,3 @@ def iter_statements(script: str) -> Iterator[str]:
         ).strip()
         if text:
             yield text
-
-
-def _job_params(j: NewJob) -> dict[str, Any]:
-    return {
-        "id": j.id,
-        "type": j.type,
-        "queue": j.queue,
-        "status": j.status.value,
-        "payload": j.payload_json,
-        "priority": j.priority,
-        "scheduled_at": j.scheduled_at,
-        "max_attempts": j.max_attempts,
-        "timeout": j.timeout,
-        "tenant_id": j.tenant_id,
-        "trace_id": j.trace_id,
-        "correlation_id": j.correlation_id,
-        "retry_backoff": j.retry_backoff,
-        "retry_backoff_max": j.retry_backoff_max,
-        "created_at": j.created_at,
-        "workflow_id": j.workflow_id,
-        "name": j.name,
-        "optional": j.optional,
-        "dependency_deadline": j.dependency_deadline,
-        "dependency_status": j.dependency_status,
-        "pending_parents": j.pending_parents,
-        "depth": j.depth,
-        "has_parallel_children": j.has_parallel_children,
-    }
-
-
-def _edge_params(e: NewEdge, now: datetime) -> dict[str, Any]:
-    return {
-        "now": now,
-        "id": e.id,
-        "parent_id": e.parent_id,
-        "child_id": e.child_id,
-        "kind": e.kind,
-        "condition": e.condition,
-        "workflow_id": e.workflow_id,
-    }

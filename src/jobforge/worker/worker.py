@@ -86,8 +86,12 @@ class Worker:
 
     def wake(self) -> None:
         """Thread-safe: jobs may be runnable now."""
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._poke.set)
+        loop = self._loop
+        if loop is not None:
+            # A listener thread may still deliver a wake-up after run() returned and its
+            # event loop closed: nothing is left to wake then.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._poke.set)
 
     async def _db_call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -35,17 +35,22 @@ def build_rows(app: Forge, wf: Workflow) -> tuple[NewWorkflow, list[NewJob], lis
         created_at=now,
     )
     jobs: dict[str, NewJob] = {}
+    defaults = {
+        key: value
+        for key, value in (
+            ("priority", wf.priority),
+            ("retries", wf.retries),
+            ("tenant_id", wf.tenant_id),
+            ("trace_id", wf.trace_id),
+            ("correlation_id", wf.correlation_id),
+        )
+        if value is not None
+    }
     for name, wj in wf.jobs.items():
         o = wj.options
-        options = replace(
-            o,
-            priority=o.priority if o.priority is not None else wf.priority,
-            retries=o.retries if o.retries is not None else wf.retries,
-            tenant_id=o.tenant_id or wf.tenant_id,
-            trace_id=o.trace_id or wf.trace_id,
-            correlation_id=o.correlation_id or wf.correlation_id,
-        )
-        job = app._resolve(JobSpec(wj.type, wj.payload, options), name=name)
+        missing = {k: v for k, v in defaults.items() if getattr(o, k) is None}
+        options = replace(o, **missing) if missing else o
+        job = app._resolve(JobSpec(wj.type, wj.payload, options), name=name, now=now)
         job.workflow_id = workflow.id
         job.name = name
         job.optional = wj.optional

@@ -8,7 +8,7 @@ about edges are delegated to deps.py.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from jobforge import deps
@@ -93,21 +93,20 @@ class Workflow:
         optional: bool,
         payload: dict[str, Any],
     ) -> WorkflowJob:
-        wj = _as_workflow_job(job)
-        if name is not None:
-            wj = replace(wj, name=name)
-        elif not isinstance(job, WorkflowJob):
-            wj = replace(wj, name=self._free_name(wj.type))
-        if wj.name in self.jobs:
-            raise ValidationError(f"Duplicate job name {wj.name!r} in workflow {self.name!r}")
-        if payload:
-            wj = replace(wj, payload={**wj.payload, **payload})
-        wj = replace(
-            wj,
-            depends_on=wj.depends_on + [deps.as_dependency(d) for d in depends_on],
-            optional=wj.optional or optional,
+        base = _as_workflow_job(job)
+        if name is None:
+            name = base.name if isinstance(job, WorkflowJob) else self._free_name(base.type)
+        if name in self.jobs:
+            raise ValidationError(f"Duplicate job name {name!r} in workflow {self.name!r}")
+        wj = WorkflowJob(
+            name=name,
+            type=base.type,
+            payload={**base.payload, **payload} if payload else base.payload,
+            depends_on=base.depends_on + [deps.as_dependency(d) for d in depends_on],
+            options=base.options,
+            optional=base.optional or optional,
         )
-        self.jobs[wj.name] = wj
+        self.jobs[name] = wj
         return wj
 
     def _free_name(self, base: str) -> str:
