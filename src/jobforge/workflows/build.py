@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.jobs import NewEdge, NewJob, NewWorkflow, new_id, utcnow
@@ -35,7 +35,7 @@ def build_rows(app: Forge, wf: Workflow) -> tuple[NewWorkflow, list[NewJob], lis
         created_at=now,
     )
     jobs: dict[str, NewJob] = {}
-    defaults = {
+    defaults: dict[str, Any] = {
         key: value
         for key, value in (
             ("priority", wf.priority),
