@@ -57,7 +57,11 @@ def create(
 ) -> None:
     """Validate a workflow file, enqueue all its jobs and edges at once, print its id."""
     wf = load_workflow_file(file)
-    sys.stdout.write(_app(app_ref, db).enqueue_workflow(wf) + "\n")
+    try:
+        workflow_id = _app(app_ref, db).enqueue_workflow(wf)
+    except ValidationError as exc:
+        raise type(exc)(f"{file}: {exc}") from None
+    sys.stdout.write(workflow_id + "\n")
 
 
 @workflow_cli.command("list")

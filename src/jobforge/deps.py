@@ -90,6 +90,8 @@ class Dependency:
 
 def normalize_edge(kind: str, condition: str | None) -> tuple[EdgeKind, str | None]:
     """Check an edge's kind and condition before anything is written."""
+    if condition is not None and not isinstance(condition, str):
+        raise DependencyError(f"Invalid condition {condition!r}: expected a string")
     try:
         k = EdgeKind(kind)
     except ValueError:

@@ -125,7 +125,8 @@ class NewJob:
 
     @property
     def label(self) -> str:
-        return self.name or readable_id(self.id)
+        """How errors name it: its workflow name, else its type (it has no id yet)."""
+        return self.name or f"the new {self.type} job"
 
 
 @dataclass(frozen=True, slots=True)
