@@ -498,7 +498,7 @@ def test_unknown_job_is_not_found(store: SQLStore) -> None:
     for verb in (store.cancel_job, store.retry_job):
         with pytest.raises(JobNotFound) as info:
             verb(missing)
-        assert str(info.value) == f"Job not found: {missing}"
+        assert str(info.value) == f"Job not found: job_{missing.hex}"
         assert info.value.http_status == 404
 
 

@@ -26,6 +26,7 @@ from jobforge.jobs import (
     NewJob,
     NewWorkflow,
     iso,
+    readable_id,
     utcnow,
 )
 from jobforge.store import graph
@@ -333,7 +334,7 @@ class SQLStore(ABC):
             if row is None:
                 current = self._run(cur, "get_job", id=job_id).fetchone()
                 if current is None:
-                    raise JobNotFound(f"Job not found: {job_id}")
+                    raise JobNotFound(f"Job not found: {readable_id(job_id)}")
                 job = self._job(current)
                 verb = name.split("_")[0]
                 names = ", ".join(sorted(s.value for s in allowed))

@@ -168,7 +168,9 @@ class Worker:
                 if jobs is not None:
                     self._take(jobs)
             if jobs is None:
-                await self._sleep(min(5.0, 0.2 * 2**failures))
+                # Back off, but a notification (the database is back) cuts the wait short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), min(5.0, 0.2 * 2**failures))
                 continue
             if len(jobs) == free:
                 continue
@@ -195,7 +197,13 @@ class Worker:
     async def _wait_for_work(self, got_some: bool) -> None:
         timeout = self.config.poll_interval
         if not got_some:
-            due = await self._db_call(self.app.store.next_due_at, self._types, self.config.queues)
+            try:
+                due = await self._db_call(
+                    self.app.store.next_due_at, self._types, self.config.queues
+                )
+            except Exception as exc:  # the next claim reports and backs off
+                log.warning("reading the next due time failed (%s)", exc)
+                due = None
             if due is not None:
                 timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
         with contextlib.suppress(TimeoutError):
@@ -327,7 +335,7 @@ class Worker:
             self._backlog.get_nowait()  # never started; released below with the rest
         if self._running:
             log.info(
-                "waiting up to %.0fs for %d running jobs",
+                "waiting up to %.1fs for %d running jobs",
                 self.config.grace_period,
                 len(self._running),
             )
