@@ -291,8 +291,9 @@ class Forge:
     ) -> EdgeRecord:
         """Make `child` (not yet started) wait for `parent`; a cycle is refused."""
         return graph.add_edge(
-            self.store, parse_job_ref(parent), parse_job_ref(child), type, condition
-        )
+            self.store, parse_job_ref(parent), parse_job_ref(child), type, condition,
+            self.max_dependency_depth,
+        )  # fmt: skip
 
     def remove_dependency(self, edge_id: str) -> None:
         try:

@@ -502,9 +502,8 @@ def test_missing_parent_is_refused_and_nothing_is_written(app: Forge) -> None:
     ghost = readable_id(uuid.uuid4())
     with pytest.raises(MissingDependency) as info:
         app.enqueue("work", {}, depends_on=[real, ghost])
-    assert re.fullmatch(
-        rf"Dependency not found: {ghost} \(required by job_[0-9a-f]{{32}}\)", str(info.value)
-    )
+    # The new job has no id anyone has seen yet: it is named by its type.
+    assert str(info.value) == f"Dependency not found: {ghost} (required by the new work job)"
     with pytest.raises(MissingDependency, match=r"^Dependency not found: extract \(required by"):
         app.enqueue("work", {}, depends_on=["extract"])
     # One bad spec in a batch: none of the batch is written.
@@ -558,9 +557,8 @@ def test_depth_limit(db_url: str) -> None:
         before = count_jobs(app)
         with pytest.raises(DependencyError) as info:
             app.enqueue("work", {}, depends_on=[a, c])  # 3 deep through c
-        assert re.fullmatch(
-            r"Dependency depth limit exceeded: job_[0-9a-f]{32} is 3 levels deep \(limit 2\)",
-            str(info.value),
+        assert str(info.value) == (
+            "Dependency depth limit exceeded: the new work job is 3 levels deep (limit 2)"
         )
         assert count_jobs(app) == before
         assert app.dependencies(c)[1] == []

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.errors import InvalidTransition, JobNotFound, ValidationError
-from jobforge.jobs import Job, JobStatus
+from jobforge.jobs import Job, JobStatus, readable_id
 from jobforge.store.deps_ops import SQLDepsOps
 from jobforge.workflows.records import EdgeRecord, WorkflowRecord, workflow_ref
 
@@ -129,22 +129,37 @@ def related(store: SQLStore, job_id: uuid.UUID, direction: str) -> list[Job]:
 
 # -- edits of the graph --------------------------------------------------------------------
 def add_edge(
-    store: SQLStore, parent_id: uuid.UUID, child_id: uuid.UUID, kind: str, condition: str | None
+    store: SQLStore,
+    parent_id: uuid.UUID,
+    child_id: uuid.UUID,
+    kind: str,
+    condition: str | None,
+    max_depth: int = deps.DEFAULT_MAX_DEPTH,
 ) -> EdgeRecord:
-    """Add an edge between existing jobs; the child must not have started."""
+    """Add an edge between existing jobs; the child must not have started.
+
+    The depth limit is checked for the child; its own descendants keep the depth they
+    were created with.
+    """
     k, cond = deps.normalize_edge(kind, condition)
     if parent_id == child_id:
-        raise deps.CycleError(f"Circular dependency detected: {parent_id} -> {parent_id}")
+        ref = readable_id(parent_id)
+        raise deps.CycleError(f"Circular dependency detected: {ref} -> {ref}")
     edge_id = uuid.uuid4()
     with store._tx() as cur:
         ops = SQLDepsOps(store, cur)
         found = ops.lock_parents([parent_id, child_id])
         parent, child = found.get(parent_id), found.get(child_id)
         if child is None:
-            raise JobNotFound(f"Job not found: {child_id}")
+            raise JobNotFound(f"Job not found: {readable_id(child_id)}")
         if parent is None:
             raise deps.MissingDependency(
-                f"Dependency not found: {parent_id} (required by {child.label})"
+                f"Dependency not found: {readable_id(parent_id)} (required by {child.label})"
+            )
+        if parent.depth + 1 > max_depth:
+            raise deps.DependencyError(
+                f"Dependency depth limit exceeded: {child.label} would be {parent.depth + 1}"
+                f" levels deep (limit {max_depth})"
             )
         if child.started or child.status.is_terminal:
             raise InvalidTransition(

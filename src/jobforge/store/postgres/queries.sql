@@ -251,10 +251,10 @@ SELECT * FROM jobforge_jobs WHERE workflow_id = %(id)s ORDER BY depth, created_a
 SELECT * FROM jobforge_edges WHERE workflow_id = %(id)s
 
 -- name: edges_into
-SELECT * FROM jobforge_edges WHERE child_id = %(id)s
+SELECT * FROM jobforge_edges WHERE child_id = %(id)s ORDER BY created_at, id
 
 -- name: edges_from
-SELECT * FROM jobforge_edges WHERE parent_id = %(id)s
+SELECT * FROM jobforge_edges WHERE parent_id = %(id)s ORDER BY created_at, id
 
 -- name: get_edge
 SELECT * FROM jobforge_edges WHERE id = %(id)s

@@ -238,10 +238,10 @@ SELECT * FROM jobforge_jobs WHERE workflow_id = :id ORDER BY depth, created_at, 
 SELECT * FROM jobforge_edges WHERE workflow_id = :id
 
 -- name: edges_into
-SELECT * FROM jobforge_edges WHERE child_id = :id
+SELECT * FROM jobforge_edges WHERE child_id = :id ORDER BY created_at, id
 
 -- name: edges_from
-SELECT * FROM jobforge_edges WHERE parent_id = :id
+SELECT * FROM jobforge_edges WHERE parent_id = :id ORDER BY created_at, id
 
 -- name: get_edge
 SELECT * FROM jobforge_edges WHERE id = :id
