@@ -186,22 +186,6 @@ def find_cycle(parents: Mapping[str, Sequence[str]]) -> list[str]:
     raise AssertionError("no cycle found")
 
 
-def graph_depths(parents: Mapping[str, Sequence[str]]) -> dict[str, int]:
-    """Longest chain of parents above each node (the graph must be valid)."""
-    memo: dict[str, int] = {}
-    for root in parents:
-        stack = [root]
-        while stack:
-            node = stack[-1]
-            pending = [p for p in parents[node] if p not in memo]
-            if pending:
-                stack.extend(pending)
-                continue
-            stack.pop()
-            memo[node] = 1 + max((memo[p] for p in parents[node]), default=-1)
-    return memo
-
-
 # -- resolution ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Settled:
@@ -365,24 +349,11 @@ def _settle_level(ops: DepsOps, frontier: Sequence[Settled], wake: set[str]) -> 
 
 # -- planning new jobs and edges ---------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class ParentInfo:
+class ParentInfo(Settled):
     """An existing job that new edges point from (read under a share lock)."""
 
-    id: uuid.UUID
-    status: JobStatus
-    result: Any
-    started: bool
-    workflow_id: uuid.UUID | None
-    optional: bool
-    depth: int
-    label: str
+    depth: int = 0
     tenant_id: str | None = None
-
-    def settled(self) -> Settled:
-        return Settled(
-            self.id, self.status, self.result, self.started, self.workflow_id, self.optional,
-            self.label,
-        )  # fmt: skip
 
 
 def plan_insert(
@@ -430,11 +401,7 @@ def plan_insert(
                 f" (limit {max_depth})"
             )
     used = {e.parent_id for e in edges}
-    return [
-        p.settled()
-        for p in existing.values()
-        if p.id in used and (p.started or p.status.is_terminal)
-    ]
+    return [p for p in existing.values() if p.id in used and (p.started or p.status.is_terminal)]
 
 
 def _topological(new: Mapping[int, NewJob], parents_of: Mapping[int, list[int]]) -> list[int]:

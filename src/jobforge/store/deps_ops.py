@@ -63,16 +63,9 @@ class SQLDepsOps:
         for row in self._all("lock_jobs", ids=list(ids)):
             s = self._settled(row)
             out[s.id] = ParentInfo(
-                s.id,
-                s.status,
-                s.result,
-                s.started,
-                s.workflow_id,
-                s.optional,
-                int(row["depth"]),
-                s.label,
-                row["tenant_id"],
-            )
+                s.id, s.status, s.result, s.started, s.workflow_id, s.optional, s.label,
+                depth=int(row["depth"]), tenant_id=row["tenant_id"],
+            )  # fmt: skip
         return out
 
     def pending_edges_from(self, parent_ids: Sequence[uuid.UUID]) -> list[EdgeRow]:

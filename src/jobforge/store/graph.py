@@ -180,7 +180,7 @@ def add_edge(
         if k == deps.EdgeKind.PARALLEL:
             store._run(cur, "mark_parallel_parents", ids=[parent_id])
         if parent.started or parent.status.is_terminal:
-            store._notify(cur, deps.settle(ops, [parent.settled()], apply_policies=False))
+            store._notify(cur, deps.settle(ops, [parent], apply_policies=False))
         row = store._run(cur, "get_edge", id=edge_id).fetchone()
     return edge_record(store, row)
 
@@ -289,7 +289,7 @@ def retry_workflow(store: SQLStore, workflow_id: uuid.UUID) -> int:
         kept = [_uuid(r["id"]) for r in store._run(cur, "kept_parents", ids=ids).fetchall()]
         if kept:
             parents = ops.lock_parents(kept)
-            wake |= deps.settle(ops, [p.settled() for p in parents.values()], apply_policies=False)
+            wake |= deps.settle(ops, list(parents.values()), apply_policies=False)
         store._notify(cur, wake)
     return len(ids)
 
