@@ -13,7 +13,7 @@ UPDATE jobforge_jobs
 SET status = 'running', attempts = attempts + 1, worker_id = :worker_id, lease_token = :token,
     lease_expires_at = :now + :lease_seconds, started_at = :now, updated_at = :now
 WHERE id IN (
-    SELECT id FROM jobforge_jobs
+    SELECT id FROM jobforge_jobs INDEXED BY jobforge_jobs_ready
     WHERE status IN ('queued', 'scheduled') AND scheduled_at <= :now
       AND type IN (SELECT value FROM json_each(:types))
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -37,7 +37,7 @@ UPDATE jobforge_jobs SET progress = :progress, progress_message = :message, upda
 WHERE id = :id AND status = 'running' AND lease_token = :token
 
 -- name: extend_leases
-UPDATE jobforge_jobs SET lease_expires_at = :now + :lease_seconds
+UPDATE jobforge_jobs INDEXED BY jobforge_jobs_worker SET lease_expires_at = :now + :lease_seconds
 WHERE worker_id = :worker_id AND status = 'running'
 RETURNING id, cancel_requested
 
@@ -53,7 +53,7 @@ WHERE id = :id AND status = 'running' AND lease_token = :token
 RETURNING queue
 
 -- name: rescue_expired
-UPDATE jobforge_jobs
+UPDATE jobforge_jobs INDEXED BY jobforge_jobs_leases
 SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
     errors = json_insert(errors, '$[#]', json_object(
         'type', 'LeaseExpired',
@@ -92,7 +92,7 @@ ORDER BY created_at DESC, id DESC
 LIMIT :limit
 
 -- name: next_due_at
-SELECT min(scheduled_at) AS due FROM jobforge_jobs
+SELECT min(scheduled_at) AS due FROM jobforge_jobs INDEXED BY jobforge_jobs_due
 WHERE status IN ('queued', 'scheduled')
   AND type IN (SELECT value FROM json_each(:types))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -132,7 +132,7 @@ WHERE jobforge_edges.id = u.id
 -- name: decrement_pending
 UPDATE jobforge_jobs SET pending_parents = pending_parents - u.n, updated_at = :now
 FROM (SELECT value ->> 'id' AS id, value ->> 'n' AS n FROM json_each(:rows)) AS u
-WHERE jobforge_jobs.id = u.id AND jobforge_jobs.status = 'waiting'
+WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'waiting'
 RETURNING jobforge_jobs.id, status, pending_parents, workflow_id,
           (SELECT w.status FROM jobforge_workflows w
            WHERE w.id = jobforge_jobs.workflow_id) AS workflow_status
@@ -143,7 +143,7 @@ SET status = CASE WHEN scheduled_at > :now THEN 'scheduled' ELSE 'queued' END,
     dependency_status = CASE WHEN dependency_status = 'waiting' THEN 'satisfied'
                              ELSE dependency_status END,
     reason = NULL, updated_at = :now
-WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'waiting'
+WHERE id IN (SELECT value FROM json_each(:ids)) AND +status = 'waiting'
 RETURNING queue
 
 -- name: skip_jobs
@@ -151,7 +151,7 @@ UPDATE jobforge_jobs
 SET status = 'skipped', dependency_status = 'failed', reason = u.reason,
     completed_at = :now, updated_at = :now
 FROM (SELECT value ->> 'id' AS id, value ->> 'reason' AS reason FROM json_each(:rows)) AS u
-WHERE jobforge_jobs.id = u.id AND jobforge_jobs.status = 'waiting'
+WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'waiting'
 RETURNING jobforge_jobs.id, status, result, started_at, workflow_id, optional, name
 
 -- name: cancel_edges_into
@@ -317,7 +317,7 @@ SELECT id, status, result, started_at, workflow_id, optional, name FROM jobforge
 WHERE workflow_id = :id AND status = 'failed'
 
 -- name: expire_waiting
-UPDATE jobforge_jobs
+UPDATE jobforge_jobs INDEXED BY jobforge_jobs_dependency_deadline
 SET status = 'failed', dependency_status = 'failed', completed_at = :now, updated_at = :now,
     reason = 'dependency timeout: still waiting for ' || pending_parents
              || ' parent(s) at its deadline'
@@ -348,7 +348,7 @@ FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'status
              value ->> 'attempt_delta' AS attempt_delta, value ->> 'progress' AS progress,
              value ->> 'terminal' AS terminal
       FROM json_each(:rows)) AS u
-WHERE jobforge_jobs.id = u.id AND jobforge_jobs.status = 'running'
+WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'running'
   AND jobforge_jobs.lease_token = u.token
 RETURNING jobforge_jobs.id, queue, jobforge_jobs.status, jobforge_jobs.result, started_at,
           workflow_id, optional, name
