@@ -198,6 +198,7 @@ class Settled:
     workflow_id: uuid.UUID | None
     optional: bool
     label: str  # the name people know it by, for reasons
+    has_children: bool = True  # False: nothing waits on it, so settling it reads no edges
 
     @property
     def is_terminal(self) -> bool:
@@ -313,7 +314,9 @@ def settle(ops: DepsOps, changed: Sequence[Settled], apply_policies: bool = True
 
 
 def _settle_level(ops: DepsOps, frontier: Sequence[Settled], wake: set[str]) -> list[Settled]:
-    parents = {p.id: p for p in frontier}
+    parents = {p.id: p for p in frontier if p.has_children}
+    if not parents:
+        return []
     updates: list[tuple[uuid.UUID, EdgeStatus, str]] = []
     resolved: Counter[uuid.UUID] = Counter()
     doomed: dict[uuid.UUID, str] = {}
@@ -379,7 +382,9 @@ def plan_insert(
         if p == c:
             raise CycleError(f"Circular dependency detected: {child.label} -> {child.label}")
         parent_job = new.get(p)
-        if parent_job is None and p not in old_depth:
+        if parent_job is not None:
+            parent_job.has_children = True
+        elif p not in old_depth:
             raise MissingDependency(
                 f"Dependency not found: {readable_id(e.parent_id)} (required by {child.label})"
             )
@@ -401,7 +406,11 @@ def plan_insert(
                 f" (limit {max_depth})"
             )
     used = {e.parent_id for e in edges}
-    return [p for p in existing.values() if p.id in used and (p.started or p.status.is_terminal)]
+    return [
+        replace(p, has_children=True)  # it has now, whatever its row said before
+        for p in existing.values()
+        if p.id in used and (p.started or p.status.is_terminal)
+    ]
 
 
 def _topological(new: Mapping[int, NewJob], parents_of: Mapping[int, list[int]]) -> list[int]:

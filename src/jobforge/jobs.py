@@ -121,6 +121,7 @@ class NewJob:
     dependency_status: str = "none"
     pending_parents: int = 0
     depth: int = 0
+    has_children: bool = False
     has_parallel_children: bool = False
 
     @property

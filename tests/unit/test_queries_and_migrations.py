@@ -67,7 +67,7 @@ def test_parse_queries_empty_body() -> None:
 VERBS = {
     "insert_job",
     "claim_jobs",
-    "finish_job",
+    "finish_many",
     "set_progress",
     "extend_leases",
     "touch_worker",

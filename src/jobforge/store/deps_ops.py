@@ -56,6 +56,7 @@ class SQLDepsOps:
             workflow_id=None if row["workflow_id"] is None else _id(row["workflow_id"]),
             optional=bool(row["optional"]),
             label=row["name"] or readable_id(job_id),
+            has_children=bool(row["has_children"]),
         )
 
     def lock_parents(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ParentInfo]:
@@ -64,7 +65,8 @@ class SQLDepsOps:
             s = self._settled(row)
             out[s.id] = ParentInfo(
                 s.id, s.status, s.result, s.started, s.workflow_id, s.optional, s.label,
-                depth=int(row["depth"]), tenant_id=row["tenant_id"],
+                has_children=s.has_children, depth=int(row["depth"]),
+                tenant_id=row["tenant_id"],
             )  # fmt: skip
         return out
 

@@ -6,6 +6,7 @@ Module functions over a `SQLStore`, each one transaction; resolution itself is d
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
@@ -177,9 +178,10 @@ def add_edge(
             kind=k.value, condition=cond, workflow_id=child.workflow_id,
         )  # fmt: skip
         store._run(cur, "add_pending_parent", id=child_id, depth=parent.depth + 1)
-        if k == deps.EdgeKind.PARALLEL:
-            store._run(cur, "mark_parallel_parents", ids=[parent_id])
+        parallel = [parent_id] if k == deps.EdgeKind.PARALLEL else []
+        store._run(cur, "mark_parents", ids=[parent_id], parallel=parallel)
         if parent.started or parent.status.is_terminal:
+            parent = replace(parent, has_children=True)
             store._notify(cur, deps.settle(ops, [parent], apply_policies=False))
         row = store._run(cur, "get_edge", id=edge_id).fetchone()
     return edge_record(store, row)

@@ -144,6 +144,7 @@ class SQLStore(ABC):
             "pending_parents": j.pending_parents,
             "depth": j.depth,
             "has_parallel_children": j.has_parallel_children,
+            "has_children": j.has_children,
         }
 
     def _edge_params(self, e: NewEdge, now: datetime) -> dict[str, Any]:
@@ -186,11 +187,9 @@ class SQLStore(ABC):
             if edges:
                 now = utcnow()
                 self._insert_many(cur, "edges", [self._edge_params(e, now) for e in edges])
-                parallel = [
-                    e.parent_id for e in edges if e.kind == "parallel" and e.parent_id in existing
-                ]
-                if parallel:
-                    self._run(cur, "mark_parallel_parents", ids=parallel)
+                if existing:
+                    parallel = [e.parent_id for e in edges if e.kind == "parallel"]
+                    self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)
             wake = {j.queue for j in jobs if j.status != JobStatus.WAITING}
             if ready_parents:
                 wake |= deps.settle(ops, ready_parents, apply_policies=False)

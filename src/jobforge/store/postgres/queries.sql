@@ -2,9 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
 ) VALUES (
-    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(workflow_id)s, %(name)s, %(optional)s, %(dependency_deadline)s, %(dependency_status)s, %(pending_parents)s, %(depth)s, %(has_parallel_children)s, %(created_at)s
+    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(workflow_id)s, %(name)s, %(optional)s, %(dependency_deadline)s, %(dependency_status)s, %(pending_parents)s, %(depth)s, %(has_parallel_children)s, %(has_children)s, %(created_at)s
 )
 
 -- name: notify
@@ -29,18 +29,6 @@ SET status = 'running', attempts = j.attempts + 1, worker_id = %(worker_id)s,
     started_at = clock_timestamp(), updated_at = now()
 FROM picked WHERE j.id = picked.id
 RETURNING j.*
-
--- name: finish_job
-UPDATE jobforge_jobs
-SET status = %(status)s, result = %(result)s::jsonb,
-    result_url = coalesce(%(result_url)s, result_url),
-    errors = coalesce(%(errors)s::jsonb, errors),
-    scheduled_at = coalesce(%(scheduled_at)s, scheduled_at),
-    attempts = attempts + %(attempt_delta)s, progress = coalesce(%(progress)s, progress),
-    completed_at = CASE WHEN %(terminal)s THEN now() END,
-    worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = %(id)s AND status = 'running' AND lease_token = %(token)s
-RETURNING id, queue, status, result, started_at, workflow_id, optional, name
 
 -- name: set_progress
 UPDATE jobforge_jobs SET progress = %(progress)s, progress_message = %(message)s, updated_at = now()
@@ -76,7 +64,7 @@ WHERE id IN (
     SELECT id FROM jobforge_jobs WHERE status = 'running' AND lease_expires_at < now()
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, status, queue, result, started_at, workflow_id, optional, name
+RETURNING id, status, queue, result, started_at, workflow_id, optional, name, has_children
 
 -- name: cancel_job
 UPDATE jobforge_jobs
@@ -131,7 +119,7 @@ VALUES (%(id)s, %(parent_id)s, %(child_id)s, %(kind)s, %(condition)s, 'pending',
 -- name: lock_jobs
 -- FOR SHARE: a parent cannot finish while its new child's edges are being written, so the
 -- finishing transaction always sees them (or the child sees it finished).
-SELECT id, type, name, status, result, started_at, workflow_id, depth, optional, tenant_id
+SELECT id, type, name, status, result, started_at, workflow_id, depth, optional, tenant_id, has_children
 FROM jobforge_jobs WHERE id = ANY(%(ids)s::uuid[])
 FOR SHARE
 
@@ -166,7 +154,7 @@ SET status = 'skipped', dependency_status = 'failed', reason = u.reason,
     completed_at = now(), updated_at = now()
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, reason text)
 WHERE j.id = u.id AND j.status = 'waiting'
-RETURNING j.id, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name
+RETURNING j.id, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name, j.has_children
 
 -- name: cancel_edges_into
 UPDATE jobforge_edges SET status = 'cancelled', resolved_at = now(), resolved_by = %(by)s
@@ -183,7 +171,7 @@ WHERE id = %(id)s
 UPDATE jobforge_jobs
 SET status = 'cancelled', reason = %(reason)s, completed_at = now(), updated_at = now()
 WHERE workflow_id = %(id)s AND status IN ('scheduled', 'queued', 'waiting')
-RETURNING id, status, result, started_at, workflow_id, optional, name
+RETURNING id, status, result, started_at, workflow_id, optional, name, has_children
 
 -- name: request_cancel_running
 UPDATE jobforge_jobs SET cancel_requested = true, updated_at = now()
@@ -227,8 +215,10 @@ INSERT INTO jobforge_workflows (
     %(id)s, %(name)s, %(description)s, 'pending', %(failure_policy)s, %(priority)s, %(timeout)s, %(deadline)s, %(metadata)s::jsonb, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(created_at)s, %(created_at)s
 )
 
--- name: mark_parallel_parents
-UPDATE jobforge_jobs SET has_parallel_children = true WHERE id = ANY(%(ids)s::uuid[])
+-- name: mark_parents
+UPDATE jobforge_jobs SET has_children = true,
+    has_parallel_children = has_parallel_children OR id = ANY(%(parallel)s::uuid[])
+WHERE id = ANY(%(ids)s::uuid[])
 
 -- == workflows and graph queries ==================================================
 
@@ -325,7 +315,7 @@ WHERE workflow_id = %(id)s AND status = 'waiting' AND pending_parents = 0
   AND dependency_status <> 'failed'
 
 -- name: failed_jobs_of_workflow
-SELECT id, status, result, started_at, workflow_id, optional, name FROM jobforge_jobs
+SELECT id, status, result, started_at, workflow_id, optional, name, has_children FROM jobforge_jobs
 WHERE workflow_id = %(id)s AND status = 'failed'
 
 -- name: expire_waiting
@@ -335,7 +325,7 @@ SET status = 'failed', dependency_status = 'failed', completed_at = now(), updat
              || ' parent(s) at its deadline'
 WHERE id IN (SELECT id FROM jobforge_jobs WHERE status = 'waiting' AND dependency_deadline < now()
              FOR UPDATE SKIP LOCKED)
-RETURNING id, status, result, started_at, workflow_id, optional, name, queue
+RETURNING id, status, result, started_at, workflow_id, optional, name, has_children, queue
 
 -- name: overdue_workflows
 SELECT id FROM jobforge_workflows
@@ -357,12 +347,12 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(
     id uuid, token text, status text, result text, errors text, result_url text,
     scheduled_at timestamptz, attempt_delta int, progress int, terminal boolean)
 WHERE j.id = u.id AND j.status = 'running' AND j.lease_token = u.token
-RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name
+RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name, j.has_children
 
 -- name: copy_jobs
 -- Bulk path for large batches (COPY is several times faster than INSERT).
 COPY jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
 ) FROM STDIN
 
 -- name: copy_edges

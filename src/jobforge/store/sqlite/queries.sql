@@ -2,9 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
 ) VALUES (
-    :id, :type, :queue, :status, :payload, :priority, :scheduled_at, :max_attempts, :timeout, :tenant_id, :trace_id, :correlation_id, :retry_backoff, :retry_backoff_max, :created_at, :workflow_id, :name, :optional, :dependency_deadline, :dependency_status, :pending_parents, :depth, :has_parallel_children, :created_at
+    :id, :type, :queue, :status, :payload, :priority, :scheduled_at, :max_attempts, :timeout, :tenant_id, :trace_id, :correlation_id, :retry_backoff, :retry_backoff_max, :created_at, :workflow_id, :name, :optional, :dependency_deadline, :dependency_status, :pending_parents, :depth, :has_parallel_children, :has_children, :created_at
 )
 
 -- name: claim_jobs
@@ -21,16 +21,6 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING *
-
--- name: finish_job
-UPDATE jobforge_jobs
-SET status = :status, result = :result, errors = coalesce(:errors, errors),
-    result_url = coalesce(:result_url, result_url),
-    scheduled_at = coalesce(:scheduled_at, scheduled_at), attempts = attempts + :attempt_delta,
-    progress = coalesce(:progress, progress), completed_at = CASE WHEN :terminal THEN :now END,
-    worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND status = 'running' AND lease_token = :token
-RETURNING id, queue, status, result, started_at, workflow_id, optional, name
 
 -- name: set_progress
 UPDATE jobforge_jobs SET progress = :progress, progress_message = :message, updated_at = :now
@@ -62,7 +52,7 @@ SET status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
     completed_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
     worker_id = NULL, lease_token = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE status = 'running' AND lease_expires_at < :now
-RETURNING id, status, queue, result, started_at, workflow_id, optional, name
+RETURNING id, status, queue, result, started_at, workflow_id, optional, name, has_children
 
 -- name: cancel_job
 UPDATE jobforge_jobs
@@ -115,7 +105,7 @@ INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, status, wo
 VALUES (:id, :parent_id, :child_id, :kind, :condition, 'pending', :workflow_id, :now)
 
 -- name: lock_jobs
-SELECT id, type, name, status, result, started_at, workflow_id, depth, optional, tenant_id
+SELECT id, type, name, status, result, started_at, workflow_id, depth, optional, tenant_id, has_children
 FROM jobforge_jobs WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- name: pending_edges_from
@@ -152,7 +142,7 @@ SET status = 'skipped', dependency_status = 'failed', reason = u.reason,
     completed_at = :now, updated_at = :now
 FROM (SELECT value ->> 'id' AS id, value ->> 'reason' AS reason FROM json_each(:rows)) AS u
 WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'waiting'
-RETURNING jobforge_jobs.id, status, result, started_at, workflow_id, optional, name
+RETURNING jobforge_jobs.id, status, result, started_at, workflow_id, optional, name, has_children
 
 -- name: cancel_edges_into
 UPDATE jobforge_edges SET status = 'cancelled', resolved_at = :now, resolved_by = :by
@@ -170,7 +160,7 @@ WHERE id = :id
 UPDATE jobforge_jobs
 SET status = 'cancelled', reason = :reason, completed_at = :now, updated_at = :now
 WHERE workflow_id = :id AND status IN ('scheduled', 'queued', 'waiting')
-RETURNING id, status, result, started_at, workflow_id, optional, name
+RETURNING id, status, result, started_at, workflow_id, optional, name, has_children
 
 -- name: request_cancel_running
 UPDATE jobforge_jobs SET cancel_requested = 1, updated_at = :now
@@ -213,8 +203,9 @@ INSERT INTO jobforge_workflows (
     :id, :name, :description, 'pending', :failure_policy, :priority, :timeout, :deadline, :metadata, :tenant_id, :trace_id, :correlation_id, :created_at, :created_at
 )
 
--- name: mark_parallel_parents
-UPDATE jobforge_jobs SET has_parallel_children = 1
+-- name: mark_parents
+UPDATE jobforge_jobs SET has_children = 1,
+    has_parallel_children = has_parallel_children OR id IN (SELECT value FROM json_each(:parallel))
 WHERE id IN (SELECT value FROM json_each(:ids))
 
 -- == workflows and graph queries ==================================================
@@ -313,7 +304,7 @@ WHERE workflow_id = :id AND status = 'waiting' AND pending_parents = 0
   AND dependency_status <> 'failed'
 
 -- name: failed_jobs_of_workflow
-SELECT id, status, result, started_at, workflow_id, optional, name FROM jobforge_jobs
+SELECT id, status, result, started_at, workflow_id, optional, name, has_children FROM jobforge_jobs
 WHERE workflow_id = :id AND status = 'failed'
 
 -- name: expire_waiting
@@ -322,7 +313,7 @@ SET status = 'failed', dependency_status = 'failed', completed_at = :now, update
     reason = 'dependency timeout: still waiting for ' || pending_parents
              || ' parent(s) at its deadline'
 WHERE status = 'waiting' AND dependency_deadline < :now
-RETURNING id, status, result, started_at, workflow_id, optional, name, queue
+RETURNING id, status, result, started_at, workflow_id, optional, name, has_children, queue
 
 -- name: overdue_workflows
 SELECT id FROM jobforge_workflows
@@ -351,4 +342,4 @@ FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'status
 WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'running'
   AND jobforge_jobs.lease_token = u.token
 RETURNING jobforge_jobs.id, queue, jobforge_jobs.status, jobforge_jobs.result, started_at,
-          workflow_id, optional, name
+          workflow_id, optional, name, has_children

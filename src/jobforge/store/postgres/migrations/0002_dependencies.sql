@@ -5,6 +5,8 @@ ALTER TABLE jobforge_jobs
     ADD COLUMN dependency_status text NOT NULL DEFAULT 'none',
     -- Edges not yet resolved: the job is released when this reaches 0 (no scan of the parents).
     ADD COLUMN pending_parents integer NOT NULL DEFAULT 0,
+    -- Parents with children (any, parallel): settling a job without children costs no query.
+    ADD COLUMN has_children boolean NOT NULL DEFAULT false,
     ADD COLUMN has_parallel_children boolean NOT NULL DEFAULT false,
     ADD COLUMN dependency_deadline timestamptz,
     ADD COLUMN optional boolean NOT NULL DEFAULT false,

@@ -4,6 +4,8 @@ ALTER TABLE jobforge_jobs ADD COLUMN name TEXT;
 ALTER TABLE jobforge_jobs ADD COLUMN dependency_status TEXT NOT NULL DEFAULT 'none';
 -- Edges not yet resolved: the job is released when this reaches 0 (no scan of the parents).
 ALTER TABLE jobforge_jobs ADD COLUMN pending_parents INTEGER NOT NULL DEFAULT 0;
+-- Parents with children (any, parallel): settling a job without children costs no query.
+ALTER TABLE jobforge_jobs ADD COLUMN has_children INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobforge_jobs ADD COLUMN has_parallel_children INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobforge_jobs ADD COLUMN dependency_deadline REAL;
 ALTER TABLE jobforge_jobs ADD COLUMN optional INTEGER NOT NULL DEFAULT 0;
