@@ -201,22 +201,27 @@ class SQLStore(ABC):
             return self._claim(cur, params)
 
     def _claim(self, cur: Cursor, params: ClaimParams) -> list[Job]:
-        rows = self._run(
+        rows = self._claim_rows(
             cur,
-            "claim_jobs",
-            worker_id=params.worker_id,
-            token=uuid.uuid4().hex,
-            types=list(params.types),
-            queues=list(params.queues) if params.queues else None,
-            limit=params.limit,
-            lease_seconds=params.lease_seconds,
-        ).fetchall()
+            {
+                "worker_id": params.worker_id,
+                "token": uuid.uuid4().hex,
+                "types": list(params.types),
+                "queues": list(params.queues) if params.queues else None,
+                "limit": params.limit,
+                "lease_seconds": params.lease_seconds,
+            },
+        )
         if any(r["has_parallel_children"] or r["workflow_id"] is not None for r in rows):
             self._on_started(cur, rows)
         jobs = [self._job(r) for r in rows]
         # RETURNING gives no order; hand jobs out in run order.
         jobs.sort(key=lambda j: (-j.priority, j.scheduled_at))
         return jobs
+
+    def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
+        """Run the claim query (a driver may wrap it, e.g. to pin its plan)."""
+        return list(self._run(cur, "claim_jobs", **params).fetchall())
 
     def _on_started(self, cur: Cursor, rows: Sequence[Row]) -> None:
         """In the claim's transaction: release parallel children, mark workflows running."""
@@ -260,27 +265,29 @@ class SQLStore(ABC):
                 cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
                 message=p.message,
             )  # fmt: skip
+        i, t = self._p_id, self._p_time
         rows = [
-            self._adapt(
-                {
-                    "id": o.id,
-                    "token": o.lease_token,
-                    "status": o.status.value,
-                    "result": o.result_json,
-                    "errors": None if o.errors is None else json.dumps(o.errors),
-                    "scheduled_at": o.scheduled_at,
-                    "attempt_delta": o.attempt_delta,
-                    "progress": o.progress,
-                    "result_url": o.result_url,
-                    "terminal": o.status.is_terminal,
-                }
-            )
+            {
+                "id": i(o.id),
+                "token": o.lease_token,
+                "status": o.status.value,
+                "result": o.result_json,
+                "errors": None if o.errors is None else json.dumps(o.errors),
+                "scheduled_at": t(o.scheduled_at),
+                "attempt_delta": o.attempt_delta,
+                "progress": o.progress,
+                "result_url": o.result_url,
+                "terminal": o.status.is_terminal,
+            }
             for o in outcomes
         ]
         if rows:
             for row in self._run(cur, "finish_many", rows=json.dumps(rows, default=str)).fetchall():
                 applied.append(_uuid(row["id"]))
-                if JobStatus(row["status"]).is_terminal:
+                # Only a job something waits on, or one in a workflow, has consequences.
+                if (row["has_children"] or row["workflow_id"]) and JobStatus(
+                    row["status"]
+                ).is_terminal:
                     settled.append(ops._settled(row))
         if settled:
             self._notify(cur, deps.settle(ops, settled))

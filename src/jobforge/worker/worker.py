@@ -33,12 +33,19 @@ class WorkerConfig:
     queues: list[str] | None = None
     concurrency: int = 4
     burst: bool = False
-    prefetch: int | None = None  # extra jobs claimed ahead of free slots (default: concurrency)
+    # Jobs claimed ahead of free slots. None adapts it: enough to cover PREFETCH_HORIZON of
+    # work at the measured job duration, at most MAX_PREFETCH (fast jobs get big batches,
+    # slow ones are not hoarded away from other workers).
+    prefetch: int | None = None
     lease_seconds: float = 30.0
     heartbeat_interval: float | None = None  # default: lease / 3
     rescue_interval: float = 5.0
     poll_interval: float = 2.0  # fallback only: listeners wake the worker first
     grace_period: float = 30.0
+
+
+MAX_PREFETCH = 64
+PREFETCH_HORIZON = 0.05  # seconds of work to hold claimed ahead
 
 
 @dataclass
@@ -67,10 +74,7 @@ class Worker:
         self._progress: list[ProgressUpdate] = []
         self._flush_needed = asyncio.Event()
         self._claim_lock = asyncio.Lock()  # claims from the fetch loop and the flusher
-        cfg = self.config
-        self._capacity = cfg.concurrency + (
-            cfg.prefetch if cfg.prefetch is not None else cfg.concurrency
-        )
+        self._avg_run: float | None = None  # moving average of handler run time, seconds
         self._retry_horizon = 0.0  # burst mode waits for retries it scheduled itself
         self._db = ThreadPoolExecutor(2, thread_name_prefix="jobforge-db")
         self._pool = ThreadPoolExecutor(
@@ -149,13 +153,13 @@ class Worker:
         cfg = self.config
         failures = 0
         while not self._stop.is_set():
-            if self._capacity - len(self._claimed) <= 0:
+            if self._capacity() - len(self._claimed) <= 0:
                 self._poke.clear()
-                if self._capacity - len(self._claimed) <= 0:
+                if self._capacity() - len(self._claimed) <= 0:
                     await self._poke.wait()
                 continue
             async with self._claim_lock:
-                free = self._capacity - len(self._claimed)
+                free = self._capacity() - len(self._claimed)
                 # Clear before claiming: a wake-up landing during the claim is kept, not lost.
                 self._poke.clear()
                 try:
@@ -177,6 +181,16 @@ class Worker:
             if not jobs and cfg.burst and await self._idle():
                 return
             await self._wait_for_work(bool(jobs))
+
+    def _capacity(self) -> int:
+        """How many jobs this worker holds at most: its slots plus the prefetch."""
+        cfg = self.config
+        if cfg.prefetch is not None:
+            return cfg.concurrency + cfg.prefetch
+        if self._avg_run is None:
+            return 2 * cfg.concurrency
+        ahead = int(cfg.concurrency * PREFETCH_HORIZON / max(self._avg_run, 1e-5))
+        return cfg.concurrency + min(MAX_PREFETCH, ahead)
 
     def _take(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -222,8 +236,12 @@ class Worker:
             self._contexts[job.id] = ctx
             task = asyncio.create_task(execute(definition, ctx, self._pool))
             self._running[job.id] = task
+            began = time.perf_counter()
             try:
                 outcome = await task
+                took = time.perf_counter() - began
+                avg = self._avg_run
+                self._avg_run = took if avg is None else 0.9 * avg + 0.1 * took
             except asyncio.CancelledError:
                 if task.cancelled() and not self._stop.is_set():
                     self._claimed.pop(job.id, None)  # lost its lease; nothing to record
@@ -267,7 +285,7 @@ class Worker:
             progress, self._progress = self._progress, []
             if not outcomes and not progress:
                 return
-            free = self._capacity - len(self._claimed) + len(outcomes)
+            free = self._capacity() - len(self._claimed) + len(outcomes)
             claim = None if self._stop.is_set() or free <= 0 else self._claim_params(free)
             try:
                 applied_ids, claimed = await asyncio.shield(
@@ -306,11 +324,15 @@ class Worker:
                 log.warning("%s failed: %s", action.__name__, exc)
 
     async def _heartbeat(self) -> None:
+        # Only jobs claimed before the heartbeat's snapshot can be judged by it: a claim that
+        # commits while the heartbeat runs is missing from `held` but is ours.
+        before = set(self._claimed)
         held = await self._db_call(self.app.store.heartbeat, self.id, self.config.lease_seconds)
         for job_id, task in list(self._running.items()):
             if job_id not in held:
-                log.warning("job %s was taken from this worker (cancelled or rescued)", job_id)
-                task.cancel()
+                if job_id in before:
+                    log.warning("job %s was taken from this worker (cancelled or rescued)", job_id)
+                    task.cancel()
             elif held[job_id] and job_id in self._contexts:
                 self._contexts[job_id].cancel_requested = True
 

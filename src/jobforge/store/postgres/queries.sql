@@ -10,6 +10,12 @@ INSERT INTO jobforge_jobs (
 -- name: notify
 SELECT pg_notify('jobforge_jobs', %(queue)s)
 
+-- name: sort_off
+SET LOCAL enable_sort = off
+
+-- name: sort_on
+SET LOCAL enable_sort = on
+
 -- name: claim_jobs
 -- SKIP LOCKED lets many workers claim at once without waiting on each other's rows.
 WITH picked AS (

@@ -74,6 +74,19 @@ class PostgresStore(SQLStore):
                 row.setdefault("created_at", row.get("now"))
                 copy.write_row([row[c] for c in columns])
 
+    def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
+        """The claim, pinned to walk jobforge_jobs_ready in run order and stop at LIMIT.
+
+        Without statistics (a table just filled by a bulk enqueue) the planner sorts every
+        queued row instead: 27 ms per claim at 50,000 queued. Sorting is switched off for
+        this one statement; pipeline mode sends the three statements in one round trip.
+        """
+        with cur.connection.pipeline(), cur.connection.cursor() as setting:
+            setting.execute(self.q["sort_off"])
+            self._run(cur, "claim_jobs", **params)
+            setting.execute(self.q["sort_on"])
+        return list(cur.fetchall())
+
     def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
         return params
 

@@ -136,44 +136,46 @@ class SQLiteStore(SQLStore):
         return None if value is None else datetime.fromtimestamp(value, UTC)
 
     def _job(self, row: Row) -> Job:
-        t = self._time
+        # sqlite3.Row looks names up by linear, case-blind search: one dict is cheaper.
+        r = dict(zip(row.keys(), row, strict=True))
+        ts = _from_ts
         return Job(
-            id=uuid.UUID(row["id"]),
-            type=row["type"],
-            queue=row["queue"],
-            status=JobStatus(row["status"]),
-            payload=json.loads(row["payload"]),
-            priority=row["priority"],
-            scheduled_at=datetime.fromtimestamp(row["scheduled_at"], UTC),
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            timeout=row["timeout"],
-            progress=row["progress"],
-            progress_message=row["progress_message"],
-            result=None if row["result"] is None else json.loads(row["result"]),
-            result_url=row["result_url"],
-            errors=json.loads(row["errors"]),
-            tenant_id=row["tenant_id"],
-            trace_id=row["trace_id"],
-            correlation_id=row["correlation_id"],
-            retry_backoff=row["retry_backoff"],
-            retry_backoff_max=row["retry_backoff_max"],
-            worker_id=row["worker_id"],
-            lease_token=row["lease_token"],
-            lease_expires_at=t(row["lease_expires_at"]),
-            created_at=datetime.fromtimestamp(row["created_at"], UTC),
-            updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
-            started_at=t(row["started_at"]),
-            completed_at=t(row["completed_at"]),
-            workflow_id=None if row["workflow_id"] is None else uuid.UUID(row["workflow_id"]),
-            name=row["name"],
-            dependency_status=row["dependency_status"],
-            pending_parents=row["pending_parents"],
-            optional=bool(row["optional"]),
-            reason=row["reason"],
-            cancel_requested=bool(row["cancel_requested"]),
-            depth=row["depth"],
-            dependency_deadline=t(row["dependency_deadline"]),
+            id=uuid.UUID(r["id"]),
+            type=r["type"],
+            queue=r["queue"],
+            status=JobStatus(r["status"]),
+            payload=json.loads(r["payload"]),
+            priority=r["priority"],
+            scheduled_at=ts(r["scheduled_at"]),  # type: ignore[arg-type]
+            attempts=r["attempts"],
+            max_attempts=r["max_attempts"],
+            timeout=r["timeout"],
+            progress=r["progress"],
+            progress_message=r["progress_message"],
+            result=None if r["result"] is None else json.loads(r["result"]),
+            result_url=r["result_url"],
+            errors=json.loads(r["errors"]) if r["errors"] != "[]" else [],
+            tenant_id=r["tenant_id"],
+            trace_id=r["trace_id"],
+            correlation_id=r["correlation_id"],
+            retry_backoff=r["retry_backoff"],
+            retry_backoff_max=r["retry_backoff_max"],
+            worker_id=r["worker_id"],
+            lease_token=r["lease_token"],
+            lease_expires_at=ts(r["lease_expires_at"]),
+            created_at=ts(r["created_at"]),  # type: ignore[arg-type]
+            updated_at=ts(r["updated_at"]),  # type: ignore[arg-type]
+            started_at=ts(r["started_at"]),
+            completed_at=ts(r["completed_at"]),
+            workflow_id=None if r["workflow_id"] is None else uuid.UUID(r["workflow_id"]),
+            name=r["name"],
+            dependency_status=r["dependency_status"],
+            pending_parents=r["pending_parents"],
+            optional=bool(r["optional"]),
+            reason=r["reason"],
+            cancel_requested=bool(r["cancel_requested"]),
+            depth=r["depth"],
+            dependency_deadline=ts(r["dependency_deadline"]),
         )
 
     # -- schema ----------------------------------------------------------------------
@@ -260,3 +262,7 @@ class DataVersionListener:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+
+
+def _from_ts(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
