@@ -83,6 +83,10 @@ def worker(
         str | None, typer.Option(help="Comma-separated queues (default all).")
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 4,
+    prefetch: Annotated[
+        int | None,
+        typer.Option(min=0, help="Jobs claimed ahead of free slots (default: adapts, <= 64)."),
+    ] = None,
     burst: Annotated[bool, typer.Option(help="Exit when no runnable job is left.")] = False,
     lease_seconds: Annotated[float, typer.Option(min=1, help="Lease per claim.")] = 30.0,
     grace: Annotated[
@@ -104,6 +108,7 @@ def worker(
     config = WorkerConfig(
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
         concurrency=concurrency,
+        prefetch=prefetch,
         burst=burst,
         lease_seconds=lease_seconds,
         grace_period=grace,
