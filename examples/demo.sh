@@ -16,6 +16,10 @@ jobforge enqueue send_report --payload '{"recipients": ["ops@example.com", "not-
 jobforge enqueue divide --payload '{"a": 1, "b": 0}'
 jobforge enqueue noop --payload '{"n": 1}' --queue default
 
+echo "== a DAG workflow from examples/etl.yaml (validated, then written in one transaction)"
+WF=$(jobforge workflow create --file examples/etl.yaml)
+echo "$WF"
+
 echo "== run a worker until no job is left (--burst)"
 jobforge worker --burst --concurrency 4 --log-level WARNING
 
@@ -24,3 +28,9 @@ jobforge job list
 FAILED=$(jobforge job list --status failed --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job_id"])')
 echo "== the dead-letter job, in detail"
 jobforge job show "$FAILED"
+
+echo "== the workflow: every job, its dependencies and why one was skipped"
+jobforge workflow show "$WF"
+SKIPPED=$(jobforge job list --workflow "$WF" --status skipped --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job_id"])')
+jobforge job explain "$SKIPPED"
+jobforge workflow graph "$WF" --format mermaid

@@ -47,7 +47,9 @@ async def execute(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Ex
         return _failure(job, exc, None)
     if isinstance(value, PartialSuccess):
         items = [_item_entry(job, e) for e in value.errors]
-        status, value = JobStatus.PARTIAL_SUCCESS, value.result
+        # With no item errors there is nothing partial about it.
+        status = JobStatus.PARTIAL_SUCCESS if items else JobStatus.SUCCEEDED
+        value = value.result
     else:
         status, items = JobStatus.SUCCEEDED, []
     return replace(
