@@ -42,6 +42,7 @@ class SQLDepsOps:
     def __init__(self, store: SQLStore, cur: Cursor) -> None:
         self.store = store
         self.cur = cur
+        self.released: list[tuple[str, str]] = []  # (queue, type) of every job released
 
     def _all(self, name: str, **params: Any) -> list[Row]:
         return list(self.store._run(self.cur, name, **params).fetchall())
@@ -100,7 +101,9 @@ class SQLDepsOps:
         ]
 
     def release(self, ids: Sequence[uuid.UUID]) -> set[str]:
-        return {r["queue"] for r in self._all("release_jobs", ids=list(ids))}
+        rows = self._all("release_jobs", ids=list(ids))
+        self.released.extend((r["queue"], r["type"]) for r in rows)
+        return {r["queue"] for r in rows}
 
     def skip(self, reasons: Mapping[uuid.UUID, str]) -> list[Settled]:
         rows = ({"id": str(i), "reason": f"skipped: {r}"} for i, r in reasons.items())

@@ -236,7 +236,10 @@ class SQLStore(ABC):
     ) -> list[uuid.UUID]:
         """Record many attempt outcomes in one transaction; returns the ids that applied."""
         with self._tx() as cur:
-            return self._finish(cur, outcomes, progress)
+            ops = SQLDepsOps(self, cur)
+            applied = self._finish(cur, ops, outcomes, progress)
+            self._notify(cur, {queue for queue, _ in ops.released})
+        return applied
 
     def finish_and_claim(
         self,
@@ -250,16 +253,22 @@ class SQLStore(ABC):
         finished their parent: a chain advances without a second commit or a wake-up.
         """
         with self._tx() as cur:
-            applied = self._finish(cur, outcomes, progress)
+            ops = SQLDepsOps(self, cur)
+            applied = self._finish(cur, ops, outcomes, progress)
             claimed = self._claim(cur, claim) if claim is not None and claim.limit > 0 else []
+            self._notify(cur, _others_to_wake(ops.released, claim, len(claimed)))
         return applied, claimed
 
     def _finish(
-        self, cur: Cursor, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate]
+        self,
+        cur: Cursor,
+        ops: SQLDepsOps,
+        outcomes: Sequence[Outcome],
+        progress: Sequence[ProgressUpdate],
     ) -> list[uuid.UUID]:
+        """Record outcomes and settle their children; `ops.released` says what was released."""
         applied: list[uuid.UUID] = []
         settled: list[deps.Settled] = []
-        ops = SQLDepsOps(self, cur)
         for p in progress:
             self._run(
                 cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
@@ -290,7 +299,7 @@ class SQLStore(ABC):
                 ).is_terminal:
                     settled.append(ops._settled(row))
         if settled:
-            self._notify(cur, deps.settle(ops, settled))
+            deps.settle(ops, settled)
         return applied
 
     def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[uuid.UUID, bool]:
@@ -425,3 +434,22 @@ def iter_statements(script: str) -> Iterator[str]:
         ).strip()
         if text:
             yield text
+
+
+def _others_to_wake(
+    released: list[tuple[str, str]], claim: ClaimParams | None, claimed: int
+) -> set[str]:
+    """Queues to notify after a finish-and-claim: none when this worker took them all.
+
+    If the claim came back short, nothing it could run is left queued, so its own released
+    jobs need no wake-up (its fetch loop would only find nothing). Jobs of other types or
+    queues, or a full claim (there may be more), still wake everyone.
+    """
+    if claim is None or claimed >= claim.limit:
+        return {queue for queue, _ in released}
+    types = set(claim.types)
+    return {
+        queue
+        for queue, type_name in released
+        if type_name not in types or (claim.queues is not None and queue not in claim.queues)
+    }

@@ -152,7 +152,7 @@ SET status = CASE WHEN scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
                              ELSE dependency_status END,
     reason = NULL, updated_at = now()
 WHERE id = ANY(%(ids)s::uuid[]) AND status = 'waiting'
-RETURNING queue
+RETURNING queue, type
 
 -- name: skip_jobs
 UPDATE jobforge_jobs j

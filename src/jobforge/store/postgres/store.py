@@ -202,6 +202,8 @@ class PgListener:
                         for _ in conn.notifies(timeout=0.5):
                             on_wake()
             except psycopg.Error as exc:
+                if self._stop.is_set():
+                    return  # the connection went away because we are stopping
                 first = False
                 log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, delay)
                 self._stop.wait(delay)

@@ -134,7 +134,7 @@ SET status = CASE WHEN scheduled_at > :now THEN 'scheduled' ELSE 'queued' END,
                              ELSE dependency_status END,
     reason = NULL, updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND +status = 'waiting'
-RETURNING queue
+RETURNING queue, type
 
 -- name: skip_jobs
 UPDATE jobforge_jobs
