@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from jobforge.jobs import Job, JobStatus, NewJob
+from jobforge.jobs import Job, JobStatus, NewEdge, NewJob, NewWorkflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +88,28 @@ class Store(Protocol):
 
     def schema_version(self) -> int: ...
 
-    def insert_jobs(self, jobs: Sequence[NewJob]) -> None: ...
+    def insert_jobs(
+        self,
+        jobs: Sequence[NewJob],
+        edges: Sequence[NewEdge] = (),
+        workflow: NewWorkflow | None = None,
+        max_depth: int = ...,
+    ) -> None: ...
 
     def claim_jobs(self, params: ClaimParams) -> list[Job]: ...
 
     def finish_jobs(
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate] = ()
     ) -> list[uuid.UUID]: ...
+
+    def finish_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        progress: Sequence[ProgressUpdate],
+        claim: ClaimParams | None,
+    ) -> tuple[list[uuid.UUID], list[Job]]: ...
+
+    def expire_overdue(self) -> int: ...
 
     def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[uuid.UUID, bool]: ...
 

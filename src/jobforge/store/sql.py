@@ -93,10 +93,6 @@ class SQLStore(ABC):
         cur.execute(self.q[query], self._adapt(params))
         return cur
 
-    def _rows(self, name: str, **params: Any) -> list[Row]:
-        with self._tx() as cur:
-            return list(self._run(cur, name, **params).fetchall())
-
     def _select(self, name: str, **params: Any) -> list[Row]:
         with self._read() as cur:
             return list(self._run(cur, name, **params).fetchall())
