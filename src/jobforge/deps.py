@@ -305,15 +305,18 @@ def settle(ops: DepsOps, changed: Sequence[Settled], apply_policies: bool = True
             elif wf.status == WorkflowStatus.PAUSED:
                 continue
         frontier.append(job)
+    busy: set[uuid.UUID] = set()  # workflows that just released a job: certainly not done
     while frontier:
-        frontier = _settle_level(ops, frontier, wake)
+        frontier = _settle_level(ops, frontier, wake, busy)
         touched |= {s.workflow_id for s in frontier if s.workflow_id}
-    for wf_id in touched:
+    for wf_id in touched - busy:
         ops.complete_workflow_if_done(wf_id)
     return wake
 
 
-def _settle_level(ops: DepsOps, frontier: Sequence[Settled], wake: set[str]) -> list[Settled]:
+def _settle_level(
+    ops: DepsOps, frontier: Sequence[Settled], wake: set[str], busy: set[uuid.UUID]
+) -> list[Settled]:
     parents = {p.id: p for p in frontier if p.has_children}
     if not parents:
         return []
@@ -339,14 +342,15 @@ def _settle_level(ops: DepsOps, frontier: Sequence[Settled], wake: set[str]) -> 
     children = ops.decrement_pending(resolved) if resolved else []
     # A child of a paused workflow stays waiting (held) until the workflow resumes.
     ready = [
-        c.id
+        c
         for c in children
         if c.pending_parents == 0
         and c.status == JobStatus.WAITING
         and c.workflow_status != WorkflowStatus.PAUSED
     ]
     if ready:
-        wake |= ops.release(ready)
+        wake |= ops.release([c.id for c in ready])
+        busy.update(c.workflow_id for c in ready if c.workflow_id)
     return skipped
 
 

@@ -150,6 +150,11 @@ class SQLDepsOps:
         self.store._run(self.cur, "complete_workflow", id=workflow_id)
 
     def start_workflows(self, ids: Iterable[uuid.UUID]) -> None:
-        wanted = list(ids)
+        """Mark workflows running when their first job starts (once per store, not per claim)."""
+        seen = self.store.started_workflows
+        wanted = [i for i in ids if i not in seen]
         if wanted:
             self.store._run(self.cur, "start_workflows", ids=wanted)
+            if len(seen) > 10_000:
+                seen.clear()
+            seen.update(wanted)

@@ -54,6 +54,8 @@ class SQLStore(ABC):
         self.url = url
         self.q = queries
         self._external: Any = None  # a caller's connection, set by bound()
+        # Workflows this process already marked running: later claims skip that update.
+        self.started_workflows: set[uuid.UUID] = set()
 
     # -- driver hooks -------------------------------------------------------------
     @abstractmethod
