@@ -27,8 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from bench_app import build  # noqa: E402
+from bench_app import build, fresh  # noqa: E402
 
 from jobforge import Forge, JobSpec, Worker, WorkerConfig  # noqa: E402
 from jobforge.workflows.dag import Workflow  # noqa: E402
@@ -64,19 +63,6 @@ class Backend(Protocol):
     def drop(self, url: str) -> None: ...
 
     def query(self, url: str, sql: str) -> list[tuple[Any, ...]]: ...
-
-
-@contextmanager
-def _fresh(backend: Backend) -> Iterator[tuple[str, Forge]]:
-    """A new empty, migrated database and the benchmark app on it."""
-    url = backend.new_url()
-    app = build(url)
-    app.store  # noqa: B018 - create and migrate outside the timings
-    try:
-        yield url, app
-    finally:
-        app.close()
-        backend.drop(url)
 
 
 def _pct(sorted_values: list[float], pct: float) -> float:
@@ -130,7 +116,7 @@ def bench_chain(backend: Backend, n: int, concurrency: int) -> dict[str, Any]:
     wf = Workflow("bench-chain").add(JobSpec("noop", {"i": 0}), name="h0")
     for i in range(1, n):
         wf.then(JobSpec("noop", {"i": i}), name=f"h{i}")
-    with _fresh(backend) as (_, app):
+    with fresh(backend) as (_, app):
         wf_id = app.enqueue_workflow(wf)
         t0, wall, stats = _run_worker(app, concurrency)
         jobs = {j.name: j for j in app.workflow_jobs(wf_id)}
@@ -171,7 +157,7 @@ def bench_fanout(backend: Backend, n: int, concurrency: int) -> dict[str, Any]:
     for i, name in enumerate(children):
         wf.add(JobSpec("noop", {"i": i}), name=name, depends_on=["root"])
     wf.add(JobSpec("noop", {"i": n}), name="fanin", depends_on=children)
-    with _fresh(backend) as (_, app):
+    with fresh(backend) as (_, app):
         wf_id = app.enqueue_workflow(wf)
         t0, wall, _ = _run_worker(app, concurrency)
         jobs = {j.name: j for j in app.workflow_jobs(wf_id)}
@@ -257,7 +243,7 @@ def enqueue_big_main(argv: list[str]) -> int:
 
 
 def bench_big(backend: Backend, n: int, window: int, seed: int) -> dict[str, Any]:
-    with _fresh(backend) as (url, app):
+    with fresh(backend) as (url, app):
         app.close()
         cmd = [sys.executable, str(Path(__file__).resolve()), "enqueue-big", url]
         cmd += ["--jobs", str(n), "--window", str(window), "--seed", str(seed)]

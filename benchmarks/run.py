@@ -28,8 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +44,7 @@ import warnings  # noqa: E402
 
 import dag  # noqa: E402
 import psycopg  # noqa: E402
-from bench_app import build  # noqa: E402
+from bench_app import fresh  # noqa: E402
 
 import jobforge  # noqa: E402
 from jobforge import Forge, JobContext, JobSpec, Worker, WorkerConfig  # noqa: E402
@@ -196,19 +195,6 @@ class PostgresBackend(Backend):
             self.server.cleanup()
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-@contextmanager
-def fresh(backend: Backend) -> Iterator[tuple[str, Forge]]:
-    """A new empty, migrated database and the benchmark app on it."""
-    url = backend.new_url()
-    app = build(url)
-    app.store  # noqa: B018 - create and migrate outside the timings
-    try:
-        yield url, app
-    finally:
-        app.close()
-        backend.drop(url)
 
 
 # -- store probe ----------------------------------------------------------------------------------
