@@ -10,7 +10,6 @@ import logging
 import os
 import traceback
 from concurrent.futures import Executor
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -52,9 +51,8 @@ async def execute(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Ex
         value = value.result
     else:
         status, items = JobStatus.SUCCEEDED, []
-    return replace(
-        _outcome(job, status, result=value, errors=items, progress=100),
-        result_url=ctx.result_url,
+    return _outcome(
+        job, status, result=value, errors=items, progress=100, result_url=ctx.result_url
     )
 
 
@@ -66,7 +64,7 @@ async def _call(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Exec
     # A thread cannot be killed: on timeout the attempt fails and whatever the thread
     # returns later is dropped (the callback only marks its exception as seen).
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return await asyncio.shield(future)
+    return await future
 
 
 def _failure(job: Job, exc: BaseException, delay: float | None) -> Outcome:
@@ -89,6 +87,7 @@ def _outcome(
     scheduled_in: float | None = None,
     attempt_delta: int = 0,
     progress: int | None = None,
+    result_url: str | None = None,
 ) -> Outcome:
     return Outcome(
         id=job.id,
@@ -99,6 +98,7 @@ def _outcome(
         scheduled_at=None if scheduled_in is None else utcnow() + timedelta(seconds=scheduled_in),
         attempt_delta=attempt_delta,
         progress=progress,
+        result_url=result_url,
     )
 
 
