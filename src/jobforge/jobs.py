@@ -56,6 +56,11 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+def as_uuid(value: Any) -> uuid.UUID:
+    """A UUID from a driver value: already one on PostgreSQL, text on SQLite."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
 def readable_id(job_uuid: uuid.UUID) -> str:
     """The `job_<32 hex>` form shown to people; it is the UUID in another spelling."""
     return "job_" + job_uuid.hex

@@ -22,14 +22,10 @@ from jobforge.deps import (
     WorkflowState,
     WorkflowStatus,
 )
-from jobforge.jobs import JobStatus, readable_id
+from jobforge.jobs import JobStatus, as_uuid, readable_id
 
 if TYPE_CHECKING:
     from jobforge.store.sql import Cursor, Row, SQLStore
-
-
-def _id(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def _rows_json(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -48,13 +44,13 @@ class SQLDepsOps:
         return list(self.store._run(self.cur, name, **params).fetchall())
 
     def _settled(self, row: Row) -> Settled:
-        job_id = _id(row["id"])
+        job_id = as_uuid(row["id"])
         return Settled(
             id=job_id,
             status=JobStatus(row["status"]),
             result=self.store._decode_json(row["result"]),
             started=row["started_at"] is not None,
-            workflow_id=None if row["workflow_id"] is None else _id(row["workflow_id"]),
+            workflow_id=None if row["workflow_id"] is None else as_uuid(row["workflow_id"]),
             optional=bool(row["optional"]),
             label=row["name"] or readable_id(job_id),
             has_children=bool(row["has_children"]),
@@ -74,9 +70,9 @@ class SQLDepsOps:
     def pending_edges_from(self, parent_ids: Sequence[uuid.UUID]) -> list[EdgeRow]:
         return [
             EdgeRow(
-                _id(r["id"]),
-                _id(r["parent_id"]),
-                _id(r["child_id"]),
+                as_uuid(r["id"]),
+                as_uuid(r["parent_id"]),
+                as_uuid(r["child_id"]),
                 EdgeKind(r["kind"]),
                 r["condition"],
             )
@@ -91,10 +87,10 @@ class SQLDepsOps:
         rows = ({"id": str(i), "n": n} for i, n in counts.items())
         return [
             ChildState(
-                _id(r["id"]),
+                as_uuid(r["id"]),
                 JobStatus(r["status"]),
                 int(r["pending_parents"]),
-                None if r["workflow_id"] is None else _id(r["workflow_id"]),
+                None if r["workflow_id"] is None else as_uuid(r["workflow_id"]),
                 r["workflow_status"],
             )
             for r in self._all("decrement_pending", rows=_rows_json(rows))
@@ -120,8 +116,8 @@ class SQLDepsOps:
         if not wanted:
             return {}
         return {
-            _id(r["id"]): WorkflowState(
-                _id(r["id"]), WorkflowStatus(r["status"]), FailurePolicy(r["failure_policy"])
+            as_uuid(r["id"]): WorkflowState(
+                as_uuid(r["id"]), WorkflowStatus(r["status"]), FailurePolicy(r["failure_policy"])
             )
             for r in self._all("workflow_states", ids=wanted)
         }

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.errors import InvalidTransition, JobNotFound, ValidationError
-from jobforge.jobs import Job, JobStatus, readable_id
+from jobforge.jobs import Job, JobStatus, as_uuid, readable_id
 from jobforge.store.deps_ops import SQLDepsOps
 from jobforge.workflows.records import EdgeRecord, WorkflowRecord, workflow_ref
 
@@ -31,19 +31,15 @@ class EdgeNotFound(JobNotFound):
     code = "dependency_not_found"
 
 
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
-
-
 def edge_record(store: SQLStore, r: Row) -> EdgeRecord:
     return EdgeRecord(
-        id=_uuid(r["id"]),
-        parent_id=_uuid(r["parent_id"]),
-        child_id=_uuid(r["child_id"]),
+        id=as_uuid(r["id"]),
+        parent_id=as_uuid(r["parent_id"]),
+        child_id=as_uuid(r["child_id"]),
         kind=r["kind"],
         condition=r["condition"],
         status=r["status"],
-        workflow_id=None if r["workflow_id"] is None else _uuid(r["workflow_id"]),
+        workflow_id=None if r["workflow_id"] is None else as_uuid(r["workflow_id"]),
         created_at=store._time(r["created_at"]),  # type: ignore[arg-type]
         resolved_at=store._time(r["resolved_at"]),
         resolved_by=r["resolved_by"],
@@ -52,7 +48,7 @@ def edge_record(store: SQLStore, r: Row) -> EdgeRecord:
 
 def _workflow_record(store: SQLStore, r: Row, counts: dict[str, int]) -> WorkflowRecord:
     return WorkflowRecord(
-        id=_uuid(r["id"]),
+        id=as_uuid(r["id"]),
         name=r["name"],
         description=r["description"],
         status=r["status"],
@@ -255,7 +251,7 @@ def _resume(store: SQLStore, cur: Any, workflow_id: uuid.UUID, propagate: bool) 
         failed = [ops._settled(r) for r in store._run(
             cur, "failed_jobs_of_workflow", id=workflow_id).fetchall()]  # fmt: skip
         wake |= deps.settle(ops, failed, apply_policies=False)
-    held = [_uuid(r["id"]) for r in store._run(cur, "held_jobs", id=workflow_id).fetchall()]
+    held = [as_uuid(r["id"]) for r in store._run(cur, "held_jobs", id=workflow_id).fetchall()]
     if held:
         wake |= ops.release(held)
     ops.complete_workflow_if_done(workflow_id)
@@ -274,7 +270,7 @@ def retry_workflow(store: SQLStore, workflow_id: uuid.UUID) -> int:
                 f"Cannot retry workflow {workflow_ref(workflow_id)}: it is still {status}"
             )
         reset = store._run(cur, "reset_workflow_jobs", id=workflow_id).fetchall()
-        ids = [_uuid(r["id"]) for r in reset]
+        ids = [as_uuid(r["id"]) for r in reset]
         if not ids:
             raise InvalidTransition(
                 f"Cannot retry workflow {workflow_ref(workflow_id)}: no failed, cancelled"
@@ -286,9 +282,9 @@ def retry_workflow(store: SQLStore, workflow_id: uuid.UUID) -> int:
         )  # fmt: skip
         store._run(cur, "reset_edges_into", ids=ids)
         ops = SQLDepsOps(store, cur)
-        roots = [_uuid(r["id"]) for r in reset if int(r["pending_parents"]) == 0]
+        roots = [as_uuid(r["id"]) for r in reset if int(r["pending_parents"]) == 0]
         wake = ops.release(roots) if roots else set()
-        kept = [_uuid(r["id"]) for r in store._run(cur, "kept_parents", ids=ids).fetchall()]
+        kept = [as_uuid(r["id"]) for r in store._run(cur, "kept_parents", ids=ids).fetchall()]
         if kept:
             parents = ops.lock_parents(kept)
             wake |= deps.settle(ops, list(parents.values()), apply_policies=False)
@@ -311,7 +307,7 @@ def expire(store: SQLStore) -> int:
         ops = SQLDepsOps(store, cur)
         rows = store._run(cur, "expire_waiting").fetchall()
         wake = deps.settle(ops, [ops._settled(r) for r in rows]) if rows else set()
-        overdue = [_uuid(r["id"]) for r in store._run(cur, "overdue_workflows").fetchall()]
+        overdue = [as_uuid(r["id"]) for r in store._run(cur, "overdue_workflows").fetchall()]
         for wf in overdue:
             store._run(
                 cur, "set_workflow_status", id=wf, status="failed", reason="workflow timed out",

@@ -25,6 +25,7 @@ from jobforge.jobs import (
     NewEdge,
     NewJob,
     NewWorkflow,
+    as_uuid,
     iso,
     readable_id,
     utcnow,
@@ -224,7 +225,7 @@ class SQLStore(ABC):
     def _on_started(self, cur: Cursor, rows: Sequence[Row]) -> None:
         """In the claim's transaction: release parallel children, mark workflows running."""
         ops = SQLDepsOps(self, cur)
-        ops.start_workflows({_uuid(r["workflow_id"]) for r in rows if r["workflow_id"]})
+        ops.start_workflows({as_uuid(r["workflow_id"]) for r in rows if r["workflow_id"]})
         started = [ops._settled(r) for r in rows if r["has_parallel_children"]]
         if started:
             self._notify(cur, deps.settle(ops, started))
@@ -290,7 +291,7 @@ class SQLStore(ABC):
         ]
         if rows:
             for row in self._run(cur, "finish_many", rows=json.dumps(rows, default=str)).fetchall():
-                applied.append(_uuid(row["id"]))
+                applied.append(as_uuid(row["id"]))
                 # Only a job something waits on, or one in a workflow, has consequences.
                 if (row["has_children"] or row["workflow_id"]) and JobStatus(
                     row["status"]
@@ -310,7 +311,7 @@ class SQLStore(ABC):
             rows = self._run(
                 cur, "extend_leases", worker_id=worker_id, lease_seconds=lease_seconds
             ).fetchall()
-        return {_uuid(r["id"]): bool(r["cancel_requested"]) for r in rows}
+        return {as_uuid(r["id"]): bool(r["cancel_requested"]) for r in rows}
 
     def release_jobs(self, claims: Sequence[tuple[uuid.UUID, str]]) -> int:
         queues: set[str] = set()
@@ -331,7 +332,7 @@ class SQLStore(ABC):
             result = RescueResult()
             for r in rows:
                 target = result.failed if r["status"] == JobStatus.FAILED else result.requeued
-                target.append(_uuid(r["id"]))
+                target.append(as_uuid(r["id"]))
             wake = {r["queue"] for r in rows if r["status"] == JobStatus.QUEUED}
             ops = SQLDepsOps(self, cur)
             dead = [ops._settled(r) for r in rows if r["status"] == JobStatus.FAILED]
@@ -418,10 +419,6 @@ class SQLStore(ABC):
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx() as cur:
             self._run(cur, "unregister_worker", worker_id=worker_id)
-
-
-def _uuid(value: Any) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def iter_statements(script: str) -> Iterator[str]:

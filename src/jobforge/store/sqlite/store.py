@@ -133,7 +133,7 @@ class SQLiteStore(SQLStore):
         return json.loads(value) if isinstance(value, str) else value
 
     def _time(self, value: Any) -> datetime | None:
-        return None if value is None else datetime.fromtimestamp(value, UTC)
+        return _from_ts(value)
 
     def _job(self, row: Row) -> Job:
         # sqlite3.Row looks names up by linear, case-blind search: one dict is cheaper.
