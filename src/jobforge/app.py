@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 from jobforge import deps
+from jobforge import registry as reg
+from jobforge.batches import BATCH_TYPE, batch_definition
 from jobforge.context import JobContext
 from jobforge.errors import ConfigError, JobNotFound, UnknownJobType, ValidationError
 from jobforge.explain import Explanation, explain
@@ -33,7 +35,7 @@ from jobforge.store.factory import open_store, resolve_url
 from jobforge.store.sql import SQLStore
 from jobforge.tasks import JobDefinition, JobOptions, JobSpec, default_options
 from jobforge.workflows.build import build_rows
-from jobforge.workflows.dag import Workflow
+from jobforge.workflows.dag import Workflow, WorkflowJob
 from jobforge.workflows.export import render
 from jobforge.workflows.records import (
     EdgeRecord,
@@ -77,6 +79,9 @@ class Forge:
         self.allow_unknown_types = allow_unknown_types
         self.max_dependency_depth = max_dependency_depth
         self.registry: dict[str, JobDefinition[Any, Any]] = {}
+        # Handlers jobforge itself provides; every worker runs them, listings leave them out.
+        self.builtins: dict[str, JobDefinition[Any, Any]] = {BATCH_TYPE: batch_definition(self)}
+        self._validated = False
         self._store: SQLStore | None = None
         self._store_lock = threading.Lock()
         self.on_enqueue: list[Callable[[], None]] = []  # in-process worker wake-ups
@@ -118,6 +123,11 @@ class Forge:
         priority: int | None = None,
         backoff: float | None = None,
         backoff_max: float | None = None,
+        group: str | None = None,
+        depends_on: Sequence[str] = (),
+        description: str | None = None,
+        defaults: dict[str, Any] | None = None,
+        examples: Sequence[Any] = (),
     ) -> Callable[[Callable[Concatenate[JobContext, P], R]], JobDefinition[P, R]]: ...
 
     def job(self, func: Any = None, **options: Any) -> Any:
@@ -133,13 +143,78 @@ class Forge:
             if settings["retries"] < 0:
                 raise ValidationError(f"retries must be >= 0 (job {name!r})")
             definition = JobDefinition(self, fn, name=name, queue=queue, **settings)
+            reg.check_definition(definition)
             self.registry[name] = definition
+            self._validated = False
             return definition
 
         return register(func) if func is not None else register
 
     def definition(self, type_name: str) -> JobDefinition[Any, Any] | None:
-        return self.registry.get(type_name)
+        return self.registry.get(type_name) or self.builtins.get(type_name)
+
+    def validate(self) -> None:
+        """Check the whole registry: named dependencies exist, no cycle, fields right.
+
+        Jobs may name dependencies registered after them, so this runs once everything is
+        imported: when the CLI or a worker loads the app, and before any group enqueue.
+        """
+        if not self._validated:
+            reg.validate(self.registry)
+            self._validated = True
+
+    def groups(self) -> dict[str, int]:
+        """Each group with its number of jobs."""
+        return reg.groups(self.registry)
+
+    def group_jobs(self, group: str) -> list[JobDefinition[Any, Any]]:
+        """A group's jobs, in registration order."""
+        return [self.registry[n] for n in reg.members(self.registry, group)]
+
+    def enqueue_group(
+        self,
+        group: str,
+        params: dict[str, dict[str, Any]] | None = None,
+        *,
+        dry_run: bool = False,
+        failure_policy: str = deps.FailurePolicy.FAIL_FAST,
+    ) -> reg.GroupPlan:
+        """A group's jobs and, transitively, the jobs they depend on, as one workflow.
+
+        `params` overrides payload fields per job name. With `dry_run` nothing is written.
+        """
+        self.validate()
+        return self._enqueue_plan(reg.plan(self.registry, group, params), dry_run,
+                                  failure_policy)  # fmt: skip
+
+    def enqueue_all(
+        self,
+        params: dict[str, dict[str, Any]] | None = None,
+        *,
+        dry_run: bool = False,
+        failure_policy: str = deps.FailurePolicy.FAIL_FAST,
+    ) -> reg.GroupPlan:
+        """Every registered job as one workflow, ordered by their declared dependencies."""
+        self.validate()
+        return self._enqueue_plan(reg.plan(self.registry, None, params), dry_run,
+                                  failure_policy)  # fmt: skip
+
+    def _enqueue_plan(
+        self, plan: reg.GroupPlan, dry_run: bool, failure_policy: str
+    ) -> reg.GroupPlan:
+        wf = Workflow(
+            "all" if plan.target == "all" else f"group:{plan.target}",
+            failure_policy=failure_policy,
+            metadata={"group": plan.target, "included": plan.reasons},
+        )
+        for job in plan.jobs:
+            wf.add(WorkflowJob(job.name, job.name, job.payload), depends_on=job.depends_on)
+        if dry_run:
+            wf.validate(self.max_dependency_depth)
+            plan.dry_run = True
+        else:
+            plan.workflow_id = self.enqueue_workflow(wf)
+        return plan
 
     # -- enqueue -------------------------------------------------------------------------
     def enqueue(
@@ -167,10 +242,47 @@ class Forge:
             rows.append(job)
             edges.extend(self._edges(job, spec.options))
         store = self.store if connection is None else self.store.bound(connection)
-        store.insert_jobs(rows, edges, max_depth=self.max_dependency_depth)
+        ids = store.insert_jobs(rows, edges, max_depth=self.max_dependency_depth)
         for wake in self.on_enqueue:
             wake()
-        return [readable_id(r.id) for r in rows]
+        return [readable_id(i) for i in ids]
+
+    def enqueue_batch(self, type: str, payloads: Iterable[dict[str, Any]], **options: Any) -> str:
+        """One job over many items: each payload runs as its own job, in parallel.
+
+        Returns the batch's job id. The batch ends once every item has ended: `succeeded`,
+        `partial_success` if some items failed, `failed` if all did. Options apply to the
+        items (the batch takes their queue, priority, tenant and trace ids).
+        """
+        opts = JobOptions(**options)
+        if opts.unique_key is not None:
+            raise ValidationError("unique_key is not supported for batches")
+        now = utcnow()
+        items: list[NewJob] = []
+        edges: list[NewEdge] = []
+        for index, payload in enumerate(payloads):
+            item = self._resolve(JobSpec(type, payload, opts), now=now)
+            item.name = str(index)  # its place in the batch
+            items.append(item)
+            edges.extend(self._edges(item, opts))
+        if not items:
+            raise ValidationError("A batch needs at least one item")
+        batch_opts = JobOptions(
+            queue=items[0].queue, priority=opts.priority, tenant_id=opts.tenant_id,
+            trace_id=opts.trace_id, correlation_id=opts.correlation_id,
+        )  # fmt: skip
+        batch = self._resolve(JobSpec(BATCH_TYPE, {"type": type, "items": len(items)},
+                                      batch_opts), now=now)  # fmt: skip
+        edges += [NewEdge(new_id(), i.id, batch.id, "sequential", "always") for i in items]
+        self.store.insert_jobs([*items, batch], edges, max_depth=self.max_dependency_depth)
+        for wake in self.on_enqueue:
+            wake()
+        return readable_id(batch.id)
+
+    def batch_items(self, ref: str) -> list[Job]:
+        """A batch's item jobs in payload order, with their own status, result and errors."""
+        items = graph.parent_jobs(self.store, self._job_or_raise(ref).id)
+        return sorted(items, key=lambda j: int(j.name or -1))
 
     async def enqueue_async(
         self, type: str, payload: dict[str, Any] | None = None, **options: Any
@@ -201,13 +313,16 @@ class Forge:
         self, spec: JobSpec, name: str | None = None, now: datetime | None = None
     ) -> NewJob:
         """Apply registered defaults and per-call options; refuse bad input before writing."""
-        definition = self.registry.get(spec.type)
+        definition = self.registry.get(spec.type) or self.builtins.get(spec.type)
         if definition is None and not self.allow_unknown_types:
             known = ", ".join(sorted(self.registry)) or "none registered"
             where = f" (workflow job {name!r})" if name else ""
             raise UnknownJobType(f"Unknown job type {spec.type!r}{where} (known: {known})")
         o = spec.options
         base = default_options() if definition is None else vars(definition)
+        payload = spec.payload
+        if definition is not None and definition.defaults:
+            payload = {**definition.defaults, **payload}
         retries = o.retries if o.retries is not None else base["retries"]
         if retries < 0:
             raise ValidationError("retries must be >= 0")
@@ -225,7 +340,7 @@ class Forge:
             id=new_id(),
             type=spec.type,
             queue=queue,
-            payload_json=encode_payload(spec.payload, self.max_payload_bytes),
+            payload_json=encode_payload(payload, self.max_payload_bytes),
             priority=o.priority if o.priority is not None else base["priority"],
             scheduled_at=when,
             status=JobStatus.SCHEDULED if when > now else JobStatus.QUEUED,
@@ -237,6 +352,7 @@ class Forge:
             created_at=now,
             retry_backoff=base["backoff"],
             retry_backoff_max=base["backoff_max"],
+            unique_key=o.unique_key,
         )
 
     # -- inspection and control ------------------------------------------------------------

@@ -122,6 +122,7 @@ class NewJob:
     name: str | None = None
     optional: bool = False
     dependency_deadline: datetime | None = None
+    unique_key: str | None = None
     # Filled in by deps.plan_insert from the edges:
     dependency_status: str = "none"
     pending_parents: int = 0
@@ -217,6 +218,7 @@ class Job:
     cancel_requested: bool = False
     depth: int = 0
     dependency_deadline: datetime | None = None
+    unique_key: str | None = None
 
     @property
     def job_id(self) -> str:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from jobforge.app import Forge
-from jobforge.errors import AppLoadError
+from jobforge.errors import AppLoadError, ValidationError
 
 APP_ENV = "JOBFORGE_APP"
 
@@ -33,4 +33,8 @@ def load_app(ref: str | None) -> Forge:
         raise AppLoadError(
             f"Cannot load app {ref!r}: {attr!r} is a {type(app).__name__}, not a Forge"
         )
+    try:
+        app.validate()
+    except ValidationError as exc:
+        raise AppLoadError(f"Invalid app {ref!r}: {exc}") from None
     return app

@@ -36,6 +36,7 @@ class JobOptions:
     correlation_id: str | None = None
     depends_on: Sequence[Any] | None = None  # job ids, Dependency objects or mappings
     dependency_timeout: float | None = None  # seconds a job may wait for its parents
+    unique_key: str | None = None  # while a job with this key is unfinished, return that one
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,11 @@ class JobDefinition(Generic[P, R]):
         priority: int,
         backoff: float,
         backoff_max: float,
+        group: str | None = None,
+        depends_on: Sequence[str] = (),
+        description: str | None = None,
+        defaults: dict[str, Any] | None = None,
+        examples: Sequence[Any] = (),
     ) -> None:
         self.app = app
         self.func = func
@@ -72,8 +78,28 @@ class JobDefinition(Generic[P, R]):
         self.priority = priority
         self.backoff = backoff
         self.backoff_max = backoff_max
+        self.group = group
+        self.depends_on = tuple(depends_on)  # job type names, for group and all enqueues
+        self.description = description or inspect.getdoc(func)
+        self.defaults = dict(defaults or {})  # payload defaults, under every enqueue's payload
+        self.examples = list(examples)
         self.is_async = inspect.iscoroutinefunction(func)
         self._options = JobOptions()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The registration as `job definitions --json` prints it."""
+        return {
+            "name": self.name,
+            "group": self.group,
+            "depends_on": list(self.depends_on),
+            "queue": self.queue,
+            "description": self.description,
+            "defaults": self.defaults,
+            "examples": self.examples,
+            "retries": self.retries,
+            "timeout": self.timeout,
+            "priority": self.priority,
+        }
 
     def __call__(self, ctx: JobContext, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(ctx, *args, **kwargs)

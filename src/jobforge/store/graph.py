@@ -119,6 +119,11 @@ def edges_into_many(store: SQLStore, ids: list[uuid.UUID]) -> dict[uuid.UUID, li
     return out
 
 
+def parent_jobs(store: SQLStore, job_id: uuid.UUID) -> list[Job]:
+    """Every job the given job depends on (a batch's items), in one query."""
+    return [store._job(r) for r in store._select("parent_jobs", id=job_id)]
+
+
 def related(store: SQLStore, job_id: uuid.UUID, direction: str) -> list[Job]:
     """All ancestors ("ancestors") or descendants ("descendants") of a job."""
     return [store._job(r) for r in store._select(direction, id=job_id)]

@@ -144,6 +144,7 @@ class SQLStore(ABC):
             "depth": j.depth,
             "has_parallel_children": j.has_parallel_children,
             "has_children": j.has_children,
+            "unique_key": j.unique_key,
         }
 
     def _edge_params(self, e: NewEdge, now: datetime) -> dict[str, Any]:
@@ -165,35 +166,74 @@ class SQLStore(ABC):
         edges: Sequence[NewEdge] = (),
         workflow: NewWorkflow | None = None,
         max_depth: int = deps.DEFAULT_MAX_DEPTH,
-    ) -> None:
-        """Write jobs, their edges and their workflow in one transaction.
+    ) -> list[uuid.UUID]:
+        """Write jobs, their edges and their workflow in one transaction; return the job ids.
 
         Parents outside the batch are read under a share lock first, so a parent cannot
         finish unseen while its new child is written; parents that already started or
-        finished are settled at once against the new edges.
+        finished are settled at once against the new edges. A job whose `unique_key` an
+        unfinished job holds is not written: its id in the result is that job's.
         """
         if not jobs:
-            return
+            return []
         with self._tx() as cur:
-            ops = SQLDepsOps(self, cur)
-            new_ids = {j.id for j in jobs}
-            outside = sorted({e.parent_id for e in edges} - new_ids)
-            existing = ops.lock_parents(outside) if outside else {}
-            ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
-            if workflow is not None:
-                self._run(cur, "insert_workflow", **workflow.params())
-            self._insert_many(cur, "jobs", [self._job_params(j) for j in jobs])
-            if edges:
-                now = utcnow()
-                self._insert_many(cur, "edges", [self._edge_params(e, now) for e in edges])
-                if existing:
-                    parallel = [e.parent_id for e in edges if e.kind == "parallel"]
-                    self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)
-            wake = {j.queue for j in jobs if j.status != JobStatus.WAITING}
-            if ready_parents:
-                wake |= deps.settle(ops, ready_parents, apply_policies=False)
-            # Delayed jobs notify too: an idle worker then re-reads the next due time.
-            self._notify(cur, wake)
+            same: dict[uuid.UUID, uuid.UUID] = {}
+            if any(j.unique_key for j in jobs):
+                same = self._dedupe(cur, jobs)
+            kept = [j for j in jobs if j.id not in same] if same else jobs
+            if same:
+                edges = [e for e in edges if e.child_id not in same]
+            if kept:
+                self._insert_new(cur, kept, edges, workflow, max_depth)
+        return [same.get(j.id, j.id) for j in jobs]
+
+    def _insert_new(
+        self,
+        cur: Cursor,
+        jobs: Sequence[NewJob],
+        edges: Sequence[NewEdge],
+        workflow: NewWorkflow | None,
+        max_depth: int,
+    ) -> None:
+        ops = SQLDepsOps(self, cur)
+        new_ids = {j.id for j in jobs}
+        outside = sorted({e.parent_id for e in edges} - new_ids)
+        existing = ops.lock_parents(outside) if outside else {}
+        ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
+        if workflow is not None:
+            self._run(cur, "insert_workflow", **workflow.params())
+        self._insert_many(cur, "jobs", [self._job_params(j) for j in jobs])
+        if edges:
+            now = utcnow()
+            self._insert_many(cur, "edges", [self._edge_params(e, now) for e in edges])
+            if existing:
+                parallel = [e.parent_id for e in edges if e.kind == "parallel"]
+                self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)
+        wake = {j.queue for j in jobs if j.status != JobStatus.WAITING}
+        if ready_parents:
+            wake |= deps.settle(ops, ready_parents, apply_policies=False)
+        # Delayed jobs notify too: an idle worker then re-reads the next due time.
+        self._notify(cur, wake)
+
+    def _dedupe(self, cur: Cursor, jobs: Sequence[NewJob]) -> dict[uuid.UUID, uuid.UUID]:
+        """New job id -> the unfinished job already holding its unique key (or an earlier
+        job of this batch with the same key)."""
+        keys = sorted({j.unique_key for j in jobs if j.unique_key})
+        self._lock_unique(cur, keys)
+        rows = self._run(cur, "find_unique_jobs", keys=keys).fetchall()
+        held = {r["unique_key"]: as_uuid(r["id"]) for r in rows}
+        same: dict[uuid.UUID, uuid.UUID] = {}
+        for j in jobs:
+            if j.unique_key is None:
+                continue
+            if j.unique_key in held:
+                same[j.id] = held[j.unique_key]
+            else:
+                held[j.unique_key] = j.id
+        return same
+
+    def _lock_unique(self, cur: Cursor, keys: list[str]) -> None:  # noqa: B027 - optional hook
+        """Serialise enqueues of the same keys (SQLite's write lock already does)."""
 
     def claim_jobs(self, params: ClaimParams) -> list[Job]:
         with self._tx() as cur:

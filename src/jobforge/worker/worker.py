@@ -59,11 +59,12 @@ class Worker:
     """Runs jobs of `app`'s registered types until stopped (or idle, in burst mode)."""
 
     def __init__(self, app: Forge, config: WorkerConfig | None = None) -> None:
+        app.validate()  # an invalid registry refuses to start, before any claim
         self.app = app
         self.config = config or WorkerConfig()
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = WorkerStats()
-        self._types = sorted(app.registry)
+        self._types = sorted({*app.registry, *app.builtins})
         self._stop = asyncio.Event()
         self._poke = asyncio.Event()
         self._backlog: asyncio.Queue[Job] = asyncio.Queue()
@@ -231,7 +232,8 @@ class Worker:
     async def _runner(self) -> None:
         while True:
             job = await self._backlog.get()
-            definition = self.app.registry[job.type]
+            definition = self.app.definition(job.type)
+            assert definition is not None  # only registered types are claimed
             ctx = JobContext(job, self._add_progress, cancel_requested=job.cancel_requested)
             self._contexts[job.id] = ctx
             task = asyncio.create_task(execute(definition, ctx, self._pool))

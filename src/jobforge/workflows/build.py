@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
+from jobforge.errors import ValidationError
 from jobforge.jobs import NewEdge, NewJob, NewWorkflow, new_id, utcnow
 from jobforge.tasks import JobSpec
 from jobforge.workflows.dag import Workflow
@@ -48,6 +49,10 @@ def build_rows(app: Forge, wf: Workflow) -> tuple[NewWorkflow, list[NewJob], lis
     }
     for name, wj in wf.jobs.items():
         o = wj.options
+        if o.unique_key is not None:
+            raise ValidationError(
+                f"Workflow job {name!r}: unique_key is not supported in workflows"
+            )
         missing = {k: v for k, v in defaults.items() if getattr(o, k) is None}
         options = replace(o, **missing) if missing else o
         job = app._resolve(JobSpec(wj.type, wj.payload, options), name=name, now=now)

@@ -2,9 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, unique_key, updated_at
 ) VALUES (
-    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(workflow_id)s, %(name)s, %(optional)s, %(dependency_deadline)s, %(dependency_status)s, %(pending_parents)s, %(depth)s, %(has_parallel_children)s, %(has_children)s, %(created_at)s
+    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(workflow_id)s, %(name)s, %(optional)s, %(dependency_deadline)s, %(dependency_status)s, %(pending_parents)s, %(depth)s, %(has_parallel_children)s, %(has_children)s, %(unique_key)s, %(created_at)s
 )
 
 -- name: notify
@@ -358,8 +358,22 @@ RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.opti
 -- name: copy_jobs
 -- Bulk path for large batches (COPY is several times faster than INSERT).
 COPY jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, unique_key, updated_at
 ) FROM STDIN
 
 -- name: copy_edges
 COPY jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at) FROM STDIN
+
+-- name: lock_unique_keys
+-- Concurrent enqueues of one unique key queue up here, so the second sees the first's job.
+SELECT pg_advisory_xact_lock(hashtextextended(k, 42))
+FROM (SELECT k FROM unnest(%(keys)s::text[]) AS k ORDER BY k) AS sorted
+
+-- name: find_unique_jobs
+SELECT id, unique_key FROM jobforge_jobs
+WHERE unique_key = ANY(%(keys)s::text[])
+  AND status IN ('scheduled', 'queued', 'waiting', 'running')
+
+-- name: parent_jobs
+SELECT j.* FROM jobforge_edges e JOIN jobforge_jobs j ON j.id = e.parent_id
+WHERE e.child_id = %(id)s ORDER BY j.created_at, j.id

@@ -74,6 +74,9 @@ class PostgresStore(SQLStore):
                 row.setdefault("created_at", row.get("now"))
                 copy.write_row([row[c] for c in columns])
 
+    def _lock_unique(self, cur: Cursor, keys: list[str]) -> None:
+        self._run(cur, "lock_unique_keys", keys=keys).fetchall()
+
     def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
         """The claim, pinned to walk jobforge_jobs_ready in run order and stop at LIMIT.
 
@@ -133,6 +136,7 @@ class PostgresStore(SQLStore):
             cancel_requested=row["cancel_requested"],
             depth=row["depth"],
             dependency_deadline=row["dependency_deadline"],
+            unique_key=row["unique_key"],
         )
 
     # -- schema ----------------------------------------------------------------------

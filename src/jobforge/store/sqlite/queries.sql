@@ -2,9 +2,9 @@
 
 -- name: insert_job
 INSERT INTO jobforge_jobs (
-    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
+    id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, unique_key, updated_at
 ) VALUES (
-    :id, :type, :queue, :status, :payload, :priority, :scheduled_at, :max_attempts, :timeout, :tenant_id, :trace_id, :correlation_id, :retry_backoff, :retry_backoff_max, :created_at, :workflow_id, :name, :optional, :dependency_deadline, :dependency_status, :pending_parents, :depth, :has_parallel_children, :has_children, :created_at
+    :id, :type, :queue, :status, :payload, :priority, :scheduled_at, :max_attempts, :timeout, :tenant_id, :trace_id, :correlation_id, :retry_backoff, :retry_backoff_max, :created_at, :workflow_id, :name, :optional, :dependency_deadline, :dependency_status, :pending_parents, :depth, :has_parallel_children, :has_children, :unique_key, :created_at
 )
 
 -- name: claim_jobs
@@ -343,3 +343,12 @@ WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'running'
   AND jobforge_jobs.lease_token = u.token
 RETURNING jobforge_jobs.id, queue, jobforge_jobs.status, jobforge_jobs.result, started_at,
           workflow_id, optional, name, has_children
+
+-- name: find_unique_jobs
+SELECT id, unique_key FROM jobforge_jobs
+WHERE unique_key IN (SELECT value FROM json_each(:keys))
+  AND status IN ('scheduled', 'queued', 'waiting', 'running')
+
+-- name: parent_jobs
+SELECT j.* FROM jobforge_edges e JOIN jobforge_jobs j ON j.id = e.parent_id
+WHERE e.child_id = :id ORDER BY j.created_at, j.id

@@ -176,6 +176,7 @@ class SQLiteStore(SQLStore):
             cancel_requested=bool(r["cancel_requested"]),
             depth=r["depth"],
             dependency_deadline=ts(r["dependency_deadline"]),
+            unique_key=r["unique_key"],
         )
 
     # -- schema ----------------------------------------------------------------------
