@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
-from jobforge import deps
+from jobforge import deps, schedules
 from jobforge import registry as reg
 from jobforge.batches import BATCH_TYPE, batch_definition
 from jobforge.context import JobContext
+from jobforge.deps import MissingDependency
 from jobforge.errors import ConfigError, JobNotFound, UnknownJobType, ValidationError
 from jobforge.explain import Explanation, explain
 from jobforge.jobs import (
@@ -29,14 +30,17 @@ from jobforge.jobs import (
     readable_id,
     utcnow,
 )
+from jobforge.schedules import Schedule
 from jobforge.store import graph
+from jobforge.store import schedules as stored_schedules
 from jobforge.store.base import ListParams
 from jobforge.store.factory import open_store, resolve_url
 from jobforge.store.sql import SQLStore
 from jobforge.tasks import JobDefinition, JobOptions, JobSpec, default_options
 from jobforge.workflows.build import build_rows
-from jobforge.workflows.dag import Workflow, WorkflowJob
+from jobforge.workflows.dag import Workflow
 from jobforge.workflows.export import render
+from jobforge.workflows.files import read_definition
 from jobforge.workflows.records import (
     EdgeRecord,
     WorkflowRecord,
@@ -81,6 +85,7 @@ class Forge:
         self.registry: dict[str, JobDefinition[Any, Any]] = {}
         # Handlers jobforge itself provides; every worker runs them, listings leave them out.
         self.builtins: dict[str, JobDefinition[Any, Any]] = {BATCH_TYPE: batch_definition(self)}
+        self.schedules: dict[str, Schedule] = {}  # defined in code; workers store them
         self._validated = False
         self._store: SQLStore | None = None
         self._store_lock = threading.Lock()
@@ -128,6 +133,8 @@ class Forge:
         description: str | None = None,
         defaults: dict[str, Any] | None = None,
         examples: Sequence[Any] = (),
+        cron: str | None = None,
+        timezone: str = "UTC",
     ) -> Callable[[Callable[Concatenate[JobContext, P], R]], JobDefinition[P, R]]: ...
 
     def job(self, func: Any = None, **options: Any) -> Any:
@@ -136,6 +143,7 @@ class Forge:
         def register(fn: Callable[Concatenate[JobContext, P], R]) -> JobDefinition[P, R]:
             settings = default_options()
             settings.update({k: v for k, v in options.items() if v is not None})
+            cron, timezone = settings.pop("cron", None), settings.pop("timezone", "UTC")
             name = settings.pop("name", None) or fn.__name__
             queue = settings.pop("queue", None) or self.default_queue
             if name in self.registry:
@@ -146,6 +154,8 @@ class Forge:
             reg.check_definition(definition)
             self.registry[name] = definition
             self._validated = False
+            if cron is not None:
+                self.schedule(name, cron, job=name, timezone=timezone)
             return definition
 
         return register(func) if func is not None else register
@@ -161,7 +171,65 @@ class Forge:
         """
         if not self._validated:
             reg.validate(self.registry)
+            self._check_schedules()
             self._validated = True
+
+    def _check_schedules(self) -> None:
+        for s in self.schedules.values():
+            if s.target_kind == "job" and s.target not in self.registry:
+                raise UnknownJobType(f"Unknown job type {s.target!r} (schedule {s.name!r})")
+            if s.target_kind == "group":
+                reg.members(self.registry, s.target)
+            for dep in s.depends_on:
+                if dep not in self.schedules:
+                    raise MissingDependency(f"Schedule not found: {dep} (required by {s.name})")
+
+    # -- cron ------------------------------------------------------------------------------
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        *,
+        job: str | None = None,
+        group: str | None = None,
+        workflow_file: str | None = None,
+        payload: dict[str, Any] | None = None,
+        timezone: str = "UTC",
+        depends_on: Sequence[str] = (),
+        catch_up: bool = False,
+    ) -> Schedule:
+        """Run a job, a group or a workflow file on a cron schedule (5 fields, in `timezone`).
+
+        Workers store code schedules when they start and fire each tick exactly once.
+        `depends_on` names schedules whose same-day run each tick waits for; `catch_up`
+        fires every tick missed while no worker ran (otherwise they collapse into one).
+        """
+        definition = None if workflow_file is None else read_definition(workflow_file)
+        if name in self.schedules:
+            raise ValidationError(f"Schedule {name!r} is defined twice")
+        s = schedules.make(name, cron, job=job, group=group, workflow=definition,
+                           payload=payload, timezone=timezone, depends_on=tuple(depends_on),
+                           catch_up=catch_up)  # fmt: skip
+        self.schedules[name] = s
+        self._validated = False
+        return s
+
+    def add_schedule(self, s: Schedule) -> Schedule:
+        """Store a schedule (as the CLI does); refused if the name exists."""
+        return stored_schedules.add(self.store, s)
+
+    def list_schedules(self) -> list[Schedule]:
+        return stored_schedules.list_all(self.store)
+
+    def remove_schedule(self, name: str) -> None:
+        stored_schedules.remove(self.store, name)
+
+    def pause_schedule(self, name: str, paused: bool = True) -> Schedule:
+        return stored_schedules.set_paused(self.store, name, paused)
+
+    def schedule_runs(self, name: str, limit: int = 20) -> list[stored_schedules.ScheduleRun]:
+        stored_schedules.get(self.store, name)
+        return stored_schedules.runs(self.store, name, limit)
 
     def groups(self) -> dict[str, int]:
         """Each group with its number of jobs."""
@@ -202,13 +270,7 @@ class Forge:
     def _enqueue_plan(
         self, plan: reg.GroupPlan, dry_run: bool, failure_policy: str
     ) -> reg.GroupPlan:
-        wf = Workflow(
-            "all" if plan.target == "all" else f"group:{plan.target}",
-            failure_policy=failure_policy,
-            metadata={"group": plan.target, "included": plan.reasons},
-        )
-        for job in plan.jobs:
-            wf.add(WorkflowJob(job.name, job.name, job.payload), depends_on=job.depends_on)
+        wf = plan.workflow(failure_policy)
         if dry_run:
             wf.validate(self.max_dependency_depth)
             plan.dry_run = True

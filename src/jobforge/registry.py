@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.errors import ValidationError
+from jobforge.workflows.dag import Workflow, WorkflowJob
 
 if TYPE_CHECKING:
     from jobforge.tasks import JobDefinition
@@ -58,6 +59,17 @@ class GroupPlan:
     dry_run: bool = False
     workflow_id: str | None = None  # set once written
     reasons: dict[str, str] = field(default_factory=dict)
+
+    def workflow(self, failure_policy: str = deps.FailurePolicy.FAIL_FAST) -> Workflow:
+        """The plan as a workflow: one job per planned job, edges from the registry."""
+        wf = Workflow(
+            "all" if self.target == "all" else f"group:{self.target}",
+            failure_policy=failure_policy,
+            metadata={"group": self.target, "included": self.reasons},
+        )
+        for job in self.jobs:
+            wf.add(WorkflowJob(job.name, job.name, job.payload), depends_on=job.depends_on)
+        return wf
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -96,9 +96,9 @@ class SQLStore(ABC):
         cur.execute(self.q[query], self._adapt(params))
         return cur
 
-    def _select(self, name: str, **params: Any) -> list[Row]:
+    def _select(self, query: str, /, **params: Any) -> list[Row]:
         with self._read() as cur:
-            return list(self._run(cur, name, **params).fetchall())
+            return list(self._run(cur, query, **params).fetchall())
 
     def bound(self, connection: Any) -> SQLStore:
         """This store, running every verb inside `connection`'s open transaction."""

@@ -18,6 +18,7 @@ from jobforge.context import JobContext
 from jobforge.jobs import Job, JobStatus, utcnow
 from jobforge.store.base import ClaimParams, Outcome, ProgressUpdate, WorkerInfo
 from jobforge.worker.executor import execute
+from jobforge.worker.scheduler import Scheduler
 
 if TYPE_CHECKING:
     from jobforge.app import Forge
@@ -40,6 +41,7 @@ class WorkerConfig:
     lease_seconds: float = 30.0
     heartbeat_interval: float | None = None  # default: lease / 3
     rescue_interval: float = 5.0
+    schedule_interval: float = 1.0  # how often due cron ticks are looked for
     poll_interval: float = 2.0  # fallback only: listeners wake the worker first
     grace_period: float = 30.0
 
@@ -82,6 +84,7 @@ class Worker:
             self.config.concurrency + 32, thread_name_prefix="jobforge-job"
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._scheduler = Scheduler(app)
 
     # -- control -----------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -111,6 +114,7 @@ class Worker:
             store.register_worker,
             WorkerInfo(self.id, socket.gethostname(), os.getpid(), cfg.queues, cfg.concurrency),
         )
+        await self._db_call(self._scheduler.start)
         listener = store.listener()
         listener.start(self.wake)
         self.app.on_enqueue.append(self.wake)
@@ -123,6 +127,7 @@ class Worker:
             asyncio.create_task(self._flusher(), name="flusher"),
             asyncio.create_task(self._every(self._heartbeat_interval(), self._heartbeat)),
             asyncio.create_task(self._every(cfg.rescue_interval, self._rescue)),
+            asyncio.create_task(self._every(cfg.schedule_interval, self._fire_schedules)),
         ]
         try:
             await self._monitored(self._fetch_loop(), side)
@@ -351,6 +356,11 @@ class Worker:
             self._poke.set()
 
     # -- shutdown ----------------------------------------------------------------------
+    async def _fire_schedules(self) -> None:
+        """Maintenance: enqueue due cron ticks (each fires once across all workers)."""
+        if await self._db_call(self._scheduler.run_due):
+            self._poke.set()
+
     async def _shutdown(
         self, runners: list[asyncio.Task[None]], side: list[asyncio.Task[None]]
     ) -> None:

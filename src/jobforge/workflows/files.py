@@ -39,12 +39,17 @@ EDGE_FIELDS = {"from", "to", "type", "condition"}
 
 def load_workflow_file(path: str | Path) -> Workflow:
     """Read and check a workflow file (`.json`, `.yaml` or `.yml`)."""
+    return workflow_from_dict(read_definition(path), str(path))
+
+
+def read_definition(path: str | Path) -> Any:
+    """A workflow file's parsed content, unchecked (a schedule stores it for every tick)."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise WorkflowFileError(f"{p}: cannot read: {exc.strerror}") from None
-    return parse_workflow(text, str(p), yaml_syntax=p.suffix.lower() in (".yaml", ".yml"))
+    return _load(text, str(p), yaml_syntax=p.suffix.lower() in (".yaml", ".yml"))
 
 
 def parse_workflow(text: str, source: str = "<workflow>", yaml_syntax: bool = False) -> Workflow:

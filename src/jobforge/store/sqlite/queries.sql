@@ -352,3 +352,67 @@ WHERE unique_key IN (SELECT value FROM json_each(:keys))
 -- name: parent_jobs
 SELECT j.* FROM jobforge_edges e JOIN jobforge_jobs j ON j.id = e.parent_id
 WHERE e.child_id = :id ORDER BY j.created_at, j.id
+
+-- name: insert_schedule
+INSERT INTO jobforge_schedules (
+    name, cron, timezone, target_kind, target, payload, depends_on, catch_up, source, next_run_at, created_at, updated_at
+) VALUES (
+    :name, :cron, :timezone, :target_kind, :target, :payload, :depends_on, :catch_up, :source, :next_run_at, :now, :now
+)
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+
+-- name: sync_schedule
+-- A schedule defined in code: its definition follows the code; its place in time is kept
+-- unless its cron or timezone changed, so a restart neither skips nor repeats a tick.
+INSERT INTO jobforge_schedules (
+    name, cron, timezone, target_kind, target, payload, depends_on, catch_up, source, next_run_at, created_at, updated_at
+) VALUES (
+    :name, :cron, :timezone, :target_kind, :target, :payload, :depends_on, :catch_up, :source, :next_run_at, :now, :now
+)
+ON CONFLICT (name) DO UPDATE SET
+    next_run_at = CASE
+        WHEN jobforge_schedules.cron = excluded.cron AND jobforge_schedules.timezone = excluded.timezone
+        THEN jobforge_schedules.next_run_at ELSE excluded.next_run_at END,
+    cron = excluded.cron, timezone = excluded.timezone, target_kind = excluded.target_kind,
+    target = excluded.target, payload = excluded.payload, depends_on = excluded.depends_on,
+    catch_up = excluded.catch_up, source = excluded.source, updated_at = excluded.updated_at
+
+-- name: list_schedules
+SELECT * FROM jobforge_schedules ORDER BY name
+
+-- name: get_schedule
+SELECT * FROM jobforge_schedules WHERE name = :name
+
+-- name: delete_schedule
+DELETE FROM jobforge_schedules WHERE name = :name RETURNING name
+
+-- name: pause_schedule
+UPDATE jobforge_schedules SET paused = :paused, next_run_at = :next_run_at, updated_at = :now
+WHERE name = :name RETURNING name
+
+-- name: due_schedules
+SELECT * FROM jobforge_schedules WHERE NOT paused AND next_run_at <= :now ORDER BY next_run_at
+
+-- name: next_schedule_due
+SELECT min(next_run_at) AS due FROM jobforge_schedules WHERE NOT paused
+
+-- name: insert_schedule_run
+-- The primary key (schedule, tick) lets exactly one worker fire a tick.
+INSERT INTO jobforge_schedule_runs (schedule, tick, job_id, workflow_id, note, created_at)
+VALUES (:schedule, :tick, :job_id, :workflow_id, :note, :now)
+ON CONFLICT DO NOTHING
+RETURNING schedule
+
+-- name: advance_schedule
+UPDATE jobforge_schedules SET next_run_at = :next_run_at, last_run_at = :tick, updated_at = :now
+WHERE name = :name AND next_run_at <= :tick
+
+-- name: last_schedule_run
+SELECT * FROM jobforge_schedule_runs
+WHERE schedule = :name AND tick >= :since AND tick <= :until
+  AND (job_id IS NOT NULL OR workflow_id IS NOT NULL)
+ORDER BY tick DESC LIMIT 1
+
+-- name: schedule_runs
+SELECT * FROM jobforge_schedule_runs WHERE schedule = :name ORDER BY tick DESC LIMIT :limit
