@@ -30,6 +30,7 @@ from jobforge.jobs import (
     readable_id,
     utcnow,
 )
+from jobforge.limits import Limit
 from jobforge.schedules import Schedule
 from jobforge.store import graph
 from jobforge.store import schedules as stored_schedules
@@ -52,6 +53,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 PAYLOAD_LIMIT_ENV = "JOBFORGE_MAX_PAYLOAD_BYTES"
+DEFAULT_RETENTION = timedelta(days=7)
 
 
 class Forge:
@@ -68,6 +70,7 @@ class Forge:
         default_queue: str = DEFAULT_QUEUE,
         allow_unknown_types: bool = False,
         max_dependency_depth: int = deps.DEFAULT_MAX_DEPTH,
+        retention: timedelta | float | None = DEFAULT_RETENTION,
     ) -> None:
         self.url = resolve_url(url)
         env_limit = os.environ.get(PAYLOAD_LIMIT_ENV)
@@ -82,10 +85,15 @@ class Forge:
         self.default_queue = default_queue
         self.allow_unknown_types = allow_unknown_types
         self.max_dependency_depth = max_dependency_depth
+        # Finished jobs older than this are deleted by the workers; None keeps them all.
+        self.retention = (
+            timedelta(seconds=retention) if isinstance(retention, int | float) else retention
+        )
         self.registry: dict[str, JobDefinition[Any, Any]] = {}
         # Handlers jobforge itself provides; every worker runs them, listings leave them out.
         self.builtins: dict[str, JobDefinition[Any, Any]] = {BATCH_TYPE: batch_definition(self)}
         self.schedules: dict[str, Schedule] = {}  # defined in code; workers store them
+        self.limits: list[Limit] = []  # every worker of this app claims under them
         self._validated = False
         self._store: SQLStore | None = None
         self._store_lock = threading.Lock()
@@ -183,6 +191,27 @@ class Forge:
             for dep in s.depends_on:
                 if dep not in self.schedules:
                     raise MissingDependency(f"Schedule not found: {dep} (required by {s.name})")
+
+    def limit(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        max_running: int | None = None,
+        max_started: int | None = None,
+        per: float | None = None,
+    ) -> Limit:
+        """Cap a queue or a job type across all workers: at most `max_running` at once,
+        at most `max_started` starts in any `per` seconds."""
+        if (queue is None) == (type is None):
+            raise ValidationError("A limit applies to one queue or one type")
+        kind, name = ("queue", queue) if queue is not None else ("type", type)
+        assert name is not None
+        lim = Limit(kind, name, max_running, max_started, per)
+        if any(other.scope == lim.scope for other in self.limits):
+            raise ValidationError(f"{lim.scope} is limited twice")
+        self.limits.append(lim)
+        return lim
 
     # -- cron ------------------------------------------------------------------------------
     def schedule(

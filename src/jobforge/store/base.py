@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jobforge.jobs import Job, JobStatus, NewEdge, NewJob, NewWorkflow
+from jobforge.limits import Limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,7 @@ class ClaimParams:
     queues: Sequence[str] | None
     limit: int
     lease_seconds: float
+    limits: Sequence[Limit] = ()  # concurrency/rate limits that apply to these types
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 from jobforge import deps
@@ -30,6 +30,7 @@ from jobforge.jobs import (
     readable_id,
     utcnow,
 )
+from jobforge.limits import Limit, pick, scopes_of
 from jobforge.store import graph
 from jobforge.store.base import (
     ClaimParams,
@@ -219,7 +220,7 @@ class SQLStore(ABC):
         """New job id -> the unfinished job already holding its unique key (or an earlier
         job of this batch with the same key)."""
         keys = sorted({j.unique_key for j in jobs if j.unique_key})
-        self._lock_unique(cur, keys)
+        self._lock_keys(cur, ["unique:" + k for k in keys])
         rows = self._run(cur, "find_unique_jobs", keys=keys).fetchall()
         held = {r["unique_key"]: as_uuid(r["id"]) for r in rows}
         same: dict[uuid.UUID, uuid.UUID] = {}
@@ -232,31 +233,69 @@ class SQLStore(ABC):
                 held[j.unique_key] = j.id
         return same
 
-    def _lock_unique(self, cur: Cursor, keys: list[str]) -> None:  # noqa: B027 - optional hook
-        """Serialise enqueues of the same keys (SQLite's write lock already does)."""
+    def _lock_keys(self, cur: Cursor, keys: list[str]) -> None:  # noqa: B027 - optional hook
+        """Lock names until commit, e.g. unique keys (SQLite's write lock already does)."""
 
     def claim_jobs(self, params: ClaimParams) -> list[Job]:
         with self._tx() as cur:
             return self._claim(cur, params)
 
     def _claim(self, cur: Cursor, params: ClaimParams) -> list[Job]:
-        rows = self._claim_rows(
-            cur,
-            {
-                "worker_id": params.worker_id,
-                "token": uuid.uuid4().hex,
-                "types": list(params.types),
-                "queues": list(params.queues) if params.queues else None,
-                "limit": params.limit,
-                "lease_seconds": params.lease_seconds,
-            },
-        )
+        claim = {
+            "worker_id": params.worker_id,
+            "token": uuid.uuid4().hex,
+            "types": list(params.types),
+            "queues": list(params.queues) if params.queues else None,
+            "limit": params.limit,
+            "lease_seconds": params.lease_seconds,
+        }
+        if params.limits:
+            rows = self._claim_limited(cur, claim, params.limits)
+        else:
+            rows = self._claim_rows(cur, claim)
         if any(r["has_parallel_children"] or r["workflow_id"] is not None for r in rows):
             self._on_started(cur, rows)
         jobs = [self._job(r) for r in rows]
         # RETURNING gives no order; hand jobs out in run order.
         jobs.sort(key=lambda j: (-j.priority, j.scheduled_at))
         return jobs
+
+    def _claim_limited(
+        self, cur: Cursor, claim: dict[str, Any], limits: Sequence[Limit]
+    ) -> list[Row]:
+        """The claim under concurrency/rate limits: budgets from the database's counts,
+        taken under per-scope locks so that workers claiming at once cannot overshoot."""
+        now = utcnow()
+        self._lock_keys(cur, sorted("limit:" + lim.scope for lim in limits))
+        budgets = {lim.scope: lim.budget(*self._usage(cur, lim, now)) for lim in limits}
+        full = [lim for lim in limits if budgets[lim.scope] == 0]
+        candidates = self._run(
+            cur, "claim_candidates", types=claim["types"], queues=claim["queues"],
+            full_types=[lim.name for lim in full if lim.kind == "type"],
+            full_queues=[lim.name for lim in full if lim.kind == "queue"],
+            limit=claim["limit"] * 4,
+        ).fetchall()  # fmt: skip
+        ids = pick(((r["id"], r["type"], r["queue"]) for r in candidates), budgets, claim["limit"])
+        if not ids:
+            return []
+        rows = list(self._run(cur, "claim_ids", ids=ids, **claim).fetchall())
+        rated = {lim.scope for lim in limits if lim.max_started is not None}
+        for r in rows:
+            for scope in scopes_of(r["type"], r["queue"]):
+                if scope in rated:
+                    self._run(cur, "log_start", scope=scope, now=now)
+        return rows
+
+    def _usage(self, cur: Cursor, limit: Limit, now: datetime) -> tuple[int, int]:
+        """(jobs of the scope running now, jobs of the scope started within `per`)."""
+        running = started = 0
+        if limit.max_running is not None:
+            found = self._run(cur, "count_running", kind=limit.kind, name=limit.name)
+            running = found.fetchone()["n"]
+        if limit.max_started is not None and limit.per is not None:
+            since = now - timedelta(seconds=limit.per)
+            started = self._run(cur, "count_starts", scope=limit.scope, since=since).fetchone()["n"]
+        return running, started
 
     def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
         """Run the claim query (a driver may wrap it, e.g. to pin its plan)."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobforge.context import JobContext
 from jobforge.jobs import Job, JobStatus, utcnow
+from jobforge.store import retention
 from jobforge.store.base import ClaimParams, Outcome, ProgressUpdate, WorkerInfo
 from jobforge.worker.executor import execute
 from jobforge.worker.scheduler import Scheduler
@@ -23,6 +24,7 @@ from jobforge.worker.scheduler import Scheduler
 if TYPE_CHECKING:
     from jobforge.app import Forge
 
+LIMIT_POLL = 0.05  # seconds between claims while limits hold due jobs back
 log = logging.getLogger("jobforge.worker")
 T = TypeVar("T")
 
@@ -42,6 +44,7 @@ class WorkerConfig:
     heartbeat_interval: float | None = None  # default: lease / 3
     rescue_interval: float = 5.0
     schedule_interval: float = 1.0  # how often due cron ticks are looked for
+    prune_interval: float = 60.0  # how often finished jobs past the app's retention go
     poll_interval: float = 2.0  # fallback only: listeners wake the worker first
     grace_period: float = 30.0
 
@@ -128,6 +131,7 @@ class Worker:
             asyncio.create_task(self._every(self._heartbeat_interval(), self._heartbeat)),
             asyncio.create_task(self._every(cfg.rescue_interval, self._rescue)),
             asyncio.create_task(self._every(cfg.schedule_interval, self._fire_schedules)),
+            asyncio.create_task(self._every(cfg.prune_interval, self._prune)),
         ]
         try:
             await self._monitored(self._fetch_loop(), side)
@@ -206,13 +210,18 @@ class Worker:
 
     def _claim_params(self, limit: int) -> ClaimParams:
         cfg = self.config
-        return ClaimParams(self.id, self._types, cfg.queues, limit, cfg.lease_seconds)
+        return ClaimParams(
+            self.id, self._types, cfg.queues, limit, cfg.lease_seconds, self.app.limits
+        )
 
     async def _idle(self) -> bool:
         """Burst mode: nothing runnable, nothing in flight, no retry of ours coming up."""
-        if self._claimed or self._outcomes:
+        if self._claimed or self._outcomes or time.time() < self._retry_horizon:
             return False
-        return time.time() >= self._retry_horizon
+        if self.app.limits:  # due jobs a limit holds back are still work to wait for
+            due = await self._db_call(self.app.store.next_due_at, self._types, self.config.queues)
+            return due is None or due > utcnow()
+        return True
 
     async def _wait_for_work(self, got_some: bool) -> None:
         timeout = self.config.poll_interval
@@ -225,7 +234,10 @@ class Worker:
                 log.warning("reading the next due time failed (%s)", exc)
                 due = None
             if due is not None:
-                timeout = max(0.0, min(timeout, (due - utcnow()).total_seconds()))
+                wait = (due - utcnow()).total_seconds()
+                if wait <= 0 and self.app.limits:
+                    wait = LIMIT_POLL  # due jobs held back by a limit: look again soon
+                timeout = max(0.0, min(timeout, wait))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._poke.wait(), timeout)
 
@@ -360,6 +372,15 @@ class Worker:
         """Maintenance: enqueue due cron ticks (each fires once across all workers)."""
         if await self._db_call(self._scheduler.run_due):
             self._poke.set()
+
+    async def _prune(self) -> None:
+        """Maintenance: delete finished jobs and workflows older than the app's retention."""
+        keep = self.app.retention
+        pruned = await self._db_call(
+            retention.prune, self.app.store, None if keep is None else utcnow() - keep
+        )
+        if pruned.jobs or pruned.workflows:
+            log.info("pruned %d jobs and %d workflows", pruned.jobs, pruned.workflows)
 
     async def _shutdown(
         self, runners: list[asyncio.Task[None]], side: list[asyncio.Task[None]]

@@ -364,8 +364,8 @@ COPY jobforge_jobs (
 -- name: copy_edges
 COPY jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at) FROM STDIN
 
--- name: lock_unique_keys
--- Concurrent enqueues of one unique key queue up here, so the second sees the first's job.
+-- name: lock_keys
+-- Transaction-scoped locks on names (unique keys, limit scopes), taken in sorted order.
 SELECT pg_advisory_xact_lock(hashtextextended(k, 42))
 FROM (SELECT k FROM unnest(%(keys)s::text[]) AS k ORDER BY k) AS sorted
 
@@ -441,3 +441,60 @@ ORDER BY tick DESC LIMIT 1
 
 -- name: schedule_runs
 SELECT * FROM jobforge_schedule_runs WHERE schedule = %(name)s ORDER BY tick DESC LIMIT %(limit)s
+
+-- name: count_running
+SELECT count(*) AS n FROM jobforge_jobs
+WHERE status = 'running' AND CASE WHEN %(kind)s = 'type' THEN type ELSE queue END = %(name)s
+
+-- name: count_starts
+SELECT count(*) AS n FROM jobforge_limit_starts WHERE scope = %(scope)s AND started_at > %(since)s
+
+-- name: claim_candidates
+-- With limits, candidates are picked in run order and filtered by each limit's budget.
+SELECT id, type, queue FROM jobforge_jobs
+WHERE status IN ('queued', 'scheduled') AND scheduled_at <= now()
+  AND type = ANY(%(types)s)
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND NOT type = ANY(%(full_types)s::text[]) AND NOT queue = ANY(%(full_queues)s::text[])
+ORDER BY priority DESC, scheduled_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: claim_ids
+UPDATE jobforge_jobs
+SET status = 'running', attempts = attempts + 1, worker_id = %(worker_id)s,
+    lease_token = %(token)s, lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    started_at = clock_timestamp(), updated_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'scheduled')
+RETURNING *
+
+-- name: log_start
+INSERT INTO jobforge_limit_starts (scope, started_at) VALUES (%(scope)s, %(now)s)
+
+-- name: prune_starts
+DELETE FROM jobforge_limit_starts WHERE started_at < %(before)s
+
+-- name: prune_jobs
+-- Finished jobs older than the cutoff whose workflow (if any) finished before it too, and
+-- none of whose children is still to run: a pruned parent never strands a child.
+DELETE FROM jobforge_jobs WHERE id IN (
+    SELECT j.id FROM jobforge_jobs j
+    LEFT JOIN jobforge_workflows w ON w.id = j.workflow_id
+    WHERE j.created_at < %(before)s
+      AND j.status IN ('succeeded', 'partial_success', 'failed', 'cancelled', 'skipped')
+      AND coalesce(j.completed_at, j.updated_at) < %(before)s
+      AND (j.workflow_id IS NULL
+           OR (w.status IN ('succeeded', 'failed', 'cancelled') AND w.completed_at < %(before)s))
+      AND NOT EXISTS (
+          SELECT 1 FROM jobforge_edges e JOIN jobforge_jobs c ON c.id = e.child_id
+          WHERE e.parent_id = j.id AND c.status IN ('scheduled', 'queued', 'waiting', 'running'))
+    LIMIT %(batch)s
+)
+
+-- name: prune_workflows
+DELETE FROM jobforge_workflows w
+WHERE w.status IN ('succeeded', 'failed', 'cancelled') AND w.completed_at < %(before)s
+  AND NOT EXISTS (SELECT 1 FROM jobforge_jobs j WHERE j.workflow_id = w.id)
+
+-- name: prune_schedule_runs
+DELETE FROM jobforge_schedule_runs WHERE tick < %(before)s

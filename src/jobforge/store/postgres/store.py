@@ -74,8 +74,8 @@ class PostgresStore(SQLStore):
                 row.setdefault("created_at", row.get("now"))
                 copy.write_row([row[c] for c in columns])
 
-    def _lock_unique(self, cur: Cursor, keys: list[str]) -> None:
-        self._run(cur, "lock_unique_keys", keys=keys).fetchall()
+    def _lock_keys(self, cur: Cursor, keys: list[str]) -> None:
+        self._run(cur, "lock_keys", keys=keys).fetchall()
 
     def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
         """The claim, pinned to walk jobforge_jobs_ready in run order and stop at LIMIT.

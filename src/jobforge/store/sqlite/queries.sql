@@ -416,3 +416,60 @@ ORDER BY tick DESC LIMIT 1
 
 -- name: schedule_runs
 SELECT * FROM jobforge_schedule_runs WHERE schedule = :name ORDER BY tick DESC LIMIT :limit
+
+-- name: count_running
+SELECT count(*) AS n FROM jobforge_jobs
+WHERE status = 'running' AND CASE WHEN :kind = 'type' THEN type ELSE queue END = :name
+
+-- name: count_starts
+SELECT count(*) AS n FROM jobforge_limit_starts WHERE scope = :scope AND started_at > :since
+
+-- name: claim_candidates
+-- With limits, candidates are picked in run order and filtered by each limit's budget.
+SELECT id, type, queue FROM jobforge_jobs INDEXED BY jobforge_jobs_ready
+WHERE status IN ('queued', 'scheduled') AND scheduled_at <= :now
+  AND type IN (SELECT value FROM json_each(:types))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND type NOT IN (SELECT value FROM json_each(:full_types))
+  AND queue NOT IN (SELECT value FROM json_each(:full_queues))
+ORDER BY priority DESC, scheduled_at, id
+LIMIT :limit
+
+-- name: claim_ids
+UPDATE jobforge_jobs
+SET status = 'running', attempts = attempts + 1, worker_id = :worker_id, lease_token = :token,
+    lease_expires_at = :now + :lease_seconds, started_at = :now, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('queued', 'scheduled')
+RETURNING *
+
+-- name: log_start
+INSERT INTO jobforge_limit_starts (scope, started_at) VALUES (:scope, :now)
+
+-- name: prune_starts
+DELETE FROM jobforge_limit_starts WHERE started_at < :before
+
+-- name: prune_jobs
+-- Finished jobs older than the cutoff whose workflow (if any) finished before it too, and
+-- none of whose children is still to run: a pruned parent never strands a child.
+DELETE FROM jobforge_jobs WHERE id IN (
+    SELECT j.id FROM jobforge_jobs j INDEXED BY jobforge_jobs_created
+    LEFT JOIN jobforge_workflows w ON w.id = j.workflow_id
+    WHERE j.created_at < :before
+      AND j.status IN ('succeeded', 'partial_success', 'failed', 'cancelled', 'skipped')
+      AND coalesce(j.completed_at, j.updated_at) < :before
+      AND (j.workflow_id IS NULL
+           OR (w.status IN ('succeeded', 'failed', 'cancelled') AND w.completed_at < :before))
+      AND NOT EXISTS (
+          SELECT 1 FROM jobforge_edges e JOIN jobforge_jobs c ON c.id = e.child_id
+          WHERE e.parent_id = j.id AND c.status IN ('scheduled', 'queued', 'waiting', 'running'))
+    LIMIT :batch
+)
+
+-- name: prune_workflows
+DELETE FROM jobforge_workflows
+WHERE status IN ('succeeded', 'failed', 'cancelled') AND completed_at < :before
+  AND NOT EXISTS (
+      SELECT 1 FROM jobforge_jobs j WHERE j.workflow_id = jobforge_workflows.id)
+
+-- name: prune_schedule_runs
+DELETE FROM jobforge_schedule_runs WHERE tick < :before
