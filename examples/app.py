@@ -48,3 +48,39 @@ def divide(ctx: JobContext, a: float, b: float) -> float:
 @app.job(priority=5)
 def noop(ctx: JobContext, n: int = 0) -> int:
     return n + random.randint(0, 0)
+
+
+# -- a registry with groups: "feed" needs two jobs of the "scoring" group ----------------------
+@app.job(name="match-scores", group="scoring", cron="0 2 * * *", timezone="Europe/Paris")
+def match_scores(ctx: JobContext) -> dict[str, int]:
+    """Score every match (also runs nightly at 02:00 Paris time)."""
+    return {"scored": 120}
+
+
+@app.job(name="affinity", group="scoring", depends_on=["match-scores"])
+def affinity(ctx: JobContext) -> dict[str, int]:
+    """User affinities, from the match scores."""
+    return {"users": 40}
+
+
+@app.job(
+    name="feed-build",
+    group="feed",
+    depends_on=["match-scores", "affinity"],
+    defaults={"batchSize": 100},
+    examples=[{"batchSize": 10}],
+)
+def feed_build(ctx: JobContext, batchSize: int) -> dict[str, int]:  # noqa: N803 - payload field
+    """Build every user's feed in batches."""
+    return {"batches": 40 // batchSize + 1}
+
+
+@app.job(name="feed-publish", group="feed", depends_on=["feed-build"])
+def feed_publish(ctx: JobContext) -> str:
+    """Publish the built feeds."""
+    return "published"
+
+
+# The feed group every morning, once the nightly scores of the same day are in.
+app.schedule("morning-feed", "30 6 * * *", group="feed", timezone="Europe/Paris",
+             depends_on=["match-scores"])  # fmt: skip

@@ -20,6 +20,11 @@ echo "== a DAG workflow from examples/etl.yaml (validated, then written in one t
 WF=$(jobforge workflow create --file examples/etl.yaml)
 echo "$WF"
 
+echo "== job groups: the feed group pulls in what it needs from the scoring group"
+jobforge group list
+jobforge group enqueue feed --dry-run
+jobforge group enqueue feed --params '{"feed-build": {"batchSize": 20}}'
+
 echo "== run a worker until no job is left (--burst)"
 jobforge worker --burst --concurrency 4 --log-level WARNING
 
@@ -34,3 +39,6 @@ jobforge workflow show "$WF"
 SKIPPED=$(jobforge job list --workflow "$WF" --status skipped --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job_id"])')
 jobforge job explain "$SKIPPED"
 jobforge workflow graph "$WF" --format mermaid
+
+echo "== cron schedules (stored by the worker, fired by every worker exactly once per tick)"
+jobforge schedule list

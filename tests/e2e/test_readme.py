@@ -48,6 +48,21 @@ def test_readme_dependencies_example_runs(tmp_path: Path) -> None:
     assert lines[-1] == "skipped succeeded"
 
 
+def test_readme_groups_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "groups.py"
+    script.write_text(_python_blocks()[2])
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == (
+        "[('match-scores', 'dependency of feed-build'), ('affinity', 'dependency of feed-build'),"
+        " ('feed-build', 'member')]"
+    )
+    assert lines[1] == "succeeded partial_success 1 succeeded"
+
+
 def test_readme_workflow_files_parse() -> None:
     from jobforge.workflows.files import parse_workflow
 
@@ -94,7 +109,13 @@ def test_example_demo_script(tmp_path: Path) -> None:
         "send_report": ["partial_success", "skipped", "succeeded", "succeeded"],
         "divide": ["failed"],
         "noop": ["succeeded"],
+        "match-scores": ["succeeded"],
+        "affinity": ["succeeded"],
+        "feed-build": ["succeeded"],
+        "feed-publish": ["succeeded"],
     }
+    assert "dependency of feed-build" in proc.stdout  # the group enqueue says why
+    assert "morning-feed" in proc.stdout  # the schedules, stored by the worker
     assert "nightly_etl" in proc.stdout and "status: succeeded" in proc.stdout
     assert "condition 'rows > 50' on parent extract_crm's result is false" in proc.stdout
     assert proc.stdout.count("flowchart LR") == 1

@@ -100,14 +100,14 @@ def test_shipped_query_files_define_every_verb(dialect: str) -> None:
 def test_dialects_define_the_same_verbs() -> None:
     sqlite = set(load_queries("jobforge.store.sqlite"))
     postgres = set(load_queries("jobforge.store.postgres"))
-    # LISTEN/NOTIFY and COPY exist only on PostgreSQL.
+    # LISTEN/NOTIFY, COPY, plan settings and advisory locks exist only on PostgreSQL.
     assert postgres - sqlite == {
         "notify",
         "copy_jobs",
         "copy_edges",
         "sort_off",
         "sort_on",
-        "lock_unique_keys",
+        "lock_keys",
     }
     assert sqlite <= postgres
 
