@@ -171,6 +171,9 @@ def enqueue(
     dependency_timeout: Annotated[
         float | None, typer.Option(help="Seconds the job may wait for its parents.")
     ] = None,
+    unique_key: Annotated[
+        str | None, typer.Option(help="Print the unfinished job with this key, if there is one.")
+    ] = None,
     app_ref: AppOpt = None,
     db: DbOpt = None,
 ) -> None:
@@ -180,6 +183,7 @@ def enqueue(
     job_id = app.enqueue(
         type_name, data, queue=queue, priority=priority, delay=delay, retries=retries,
         timeout=timeout, depends_on=depends_on or None, dependency_timeout=dependency_timeout,
+        unique_key=unique_key,
     )  # fmt: skip
     sys.stdout.write(job_id + "\n")
 

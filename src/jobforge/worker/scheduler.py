@@ -26,7 +26,8 @@ class Scheduler:
         self.app = app
 
     def start(self) -> None:
-        stored.sync(self.app.store, list(self.app.schedules.values()))
+        if self.app.schedules:
+            stored.sync(self.app.store, list(self.app.schedules.values()))
 
     def run_due(self, now: datetime | None = None) -> int:
         """Fire every due tick this app can build; returns how many enqueued something."""
