@@ -15,6 +15,8 @@ from jobforge import registry as reg
 from jobforge.batches import BATCH_TYPE, batch_definition
 from jobforge.context import JobContext
 from jobforge.deps import MissingDependency
+from jobforge.durable.api import DurableRuns
+from jobforge.durable.definitions import DurableRegistry
 from jobforge.errors import ConfigError, JobNotFound, UnknownJobType, ValidationError
 from jobforge.explain import Explanation, explain
 from jobforge.jobs import (
@@ -56,7 +58,7 @@ PAYLOAD_LIMIT_ENV = "JOBFORGE_MAX_PAYLOAD_BYTES"
 DEFAULT_RETENTION = timedelta(days=7)
 
 
-class Forge:
+class Forge(DurableRuns):
     """A jobforge application: `Forge(url)`, `@app.job`, `app.enqueue(...)`.
 
     The store opens (and migrates) on first use, so importing an app module is cheap.
@@ -94,6 +96,7 @@ class Forge:
         self.builtins: dict[str, JobDefinition[Any, Any]] = {BATCH_TYPE: batch_definition(self)}
         self.schedules: dict[str, Schedule] = {}  # defined in code; workers store them
         self.limits: list[Limit] = []  # every worker of this app claims under them
+        self.durable = DurableRegistry()  # @app.workflow: durable workflows by name and version
         self._validated = False
         self._store: SQLStore | None = None
         self._store_lock = threading.Lock()
@@ -154,7 +157,7 @@ class Forge:
             cron, timezone = settings.pop("cron", None), settings.pop("timezone", "UTC")
             name = settings.pop("name", None) or fn.__name__
             queue = settings.pop("queue", None) or self.default_queue
-            if name in self.registry:
+            if name in self.registry or name in self.durable:
                 raise ValidationError(f"Job type {name!r} is registered twice")
             if settings["retries"] < 0:
                 raise ValidationError(f"retries must be >= 0 (job {name!r})")

@@ -103,5 +103,17 @@ class Cancel(JobControl):
     """End this job as `cancelled` without retrying."""
 
 
+class Fail(JobControl):
+    """End this job as `failed` now, without retrying (the message is its error)."""
+
+
+class Park(Snooze):
+    """A durable run parks its job until `seconds` from now, or until `event` is sent."""
+
+    def __init__(self, seconds: float, event: str | None = None) -> None:
+        super().__init__(seconds)
+        self.event = event
+
+
 class JobTimeout(Exception):
     """The job ran past its timeout."""

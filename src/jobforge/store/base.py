@@ -37,6 +37,8 @@ class Outcome:
     attempt_delta: int = 0  # -1 gives back the attempt (snooze)
     progress: int | None = None
     result_url: str | None = None
+    parks_run: bool = False  # a durable run parked by a sleep or an event wait
+    wait_event: str | None = None  # the event it waits for: sent meanwhile, it is due at once
 
 
 @dataclass(frozen=True, slots=True)

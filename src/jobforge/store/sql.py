@@ -10,7 +10,7 @@ import copy
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, LiteralString
@@ -352,6 +352,9 @@ class SQLStore(ABC):
                 cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
                 message=p.message,
             )  # fmt: skip
+        parked = [o for o in outcomes if o.parks_run]
+        if parked:  # ordered against send_event / cancel on the same run, see rewake
+            self._lock_keys(cur, sorted(f"run:{o.id}" for o in parked))
         i, t = self._p_id, self._p_time
         rows = [
             {
@@ -378,6 +381,10 @@ class SQLStore(ABC):
                     settled.append(ops._settled(row))
         if settled:
             deps.settle(ops, settled)
+        for o in parked:
+            row = self._run(cur, "rewake_parked_run", id=o.id, event=o.wait_event).fetchone()
+            if row is not None:
+                self._notify(cur, {row["queue"]})
         return applied
 
     def heartbeat(self, worker_id: str, lease_seconds: float) -> dict[uuid.UUID, bool]:
@@ -420,8 +427,15 @@ class SQLStore(ABC):
             self._notify(cur, wake)
         return result
 
-    def _transition(self, name: str, job_id: uuid.UUID, allowed: frozenset[JobStatus]) -> Job:
-        """Cancel or retry one job, with the consequences for its graph in the same transaction."""
+    def _transition(
+        self,
+        name: str,
+        job_id: uuid.UUID,
+        allowed: frozenset[JobStatus],
+        also: Callable[[Cursor], None] | None = None,
+    ) -> Job:
+        """Cancel or retry one job, with the consequences for its graph (and `also`, e.g. a
+        run's records) in the same transaction."""
         with self._tx() as cur:
             row = self._run(cur, name, id=job_id).fetchone()
             if row is None:
@@ -443,6 +457,8 @@ class SQLStore(ABC):
                 ops = SQLDepsOps(self, cur)
                 ops.cancel_edges_into([job.id], "cancelled")
                 wake |= deps.settle(ops, [ops._settled(row)])
+            if also is not None:
+                also(cur)
             self._notify(cur, wake)
             return job
 

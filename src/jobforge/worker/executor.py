@@ -10,11 +10,12 @@ import logging
 import os
 import traceback
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 from jobforge.context import JobContext
-from jobforge.errors import Cancel, JobTimeout, Retry, Snooze
+from jobforge.errors import Cancel, Fail, JobTimeout, Park, Retry, Snooze
 from jobforge.jobs import ErrorEntry, Job, JobStatus, PartialSuccess, encode_result, iso, utcnow
 from jobforge.retry import backoff_delay
 from jobforge.store.base import Outcome
@@ -30,10 +31,17 @@ async def execute(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Ex
     try:
         async with deadline:
             value = await _call(definition, ctx, pool)
+    except Park as p:
+        return replace(
+            _outcome(job, JobStatus.SCHEDULED, scheduled_in=p.seconds, attempt_delta=-1),
+            parks_run=True, wait_event=p.event,
+        )  # fmt: skip
     except Snooze as s:
         return _outcome(job, JobStatus.SCHEDULED, scheduled_in=s.seconds, attempt_delta=-1)
     except Cancel as c:
         return _outcome(job, JobStatus.CANCELLED, errors=[_entry(job, c)])
+    except Fail as f:
+        return _outcome(job, JobStatus.FAILED, errors=[_entry(job, f)])
     except TimeoutError as exc:
         if deadline.expired():
             return _failure(job, JobTimeout(f"job exceeded its timeout of {job.timeout}s"), None)

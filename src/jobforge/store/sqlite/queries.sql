@@ -473,3 +473,83 @@ WHERE status IN ('succeeded', 'failed', 'cancelled') AND completed_at < :before
 
 -- name: prune_schedule_runs
 DELETE FROM jobforge_schedule_runs WHERE tick < :before
+
+-- name: insert_run
+INSERT INTO jobforge_runs (
+    id, name, version, input, status, idempotency_key, deadline, tenant_id, trace_id, created_at, updated_at
+) VALUES (
+    :id, :name, :version, :input, 'created', :idempotency_key, :deadline, :tenant_id, :trace_id, :now, :now
+)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id
+
+-- name: run_by_key
+SELECT id FROM jobforge_runs WHERE idempotency_key = :key
+
+-- name: get_run
+SELECT * FROM jobforge_runs WHERE id = :id
+
+-- name: list_runs
+SELECT * FROM jobforge_runs WHERE (:status IS NULL OR status = :status)
+ORDER BY created_at DESC LIMIT :limit
+
+-- name: run_steps
+SELECT * FROM jobforge_steps WHERE run_id = :id ORDER BY seq, name
+
+-- name: save_step
+-- Fenced: only the worker whose claim of the run's job still holds may record a step.
+INSERT INTO jobforge_steps (run_id, name, status, seq, input, result, error, attempts, started_at, completed_at)
+SELECT :run_id, :name, :status, :seq, :input, :result, :error, :attempts, :started_at, :completed_at
+WHERE EXISTS (
+    SELECT 1 FROM jobforge_jobs WHERE id = :run_id AND lease_token = :token AND status = 'running')
+ON CONFLICT (run_id, name) DO UPDATE SET
+    status = excluded.status, seq = excluded.seq, result = excluded.result, error = excluded.error,
+    attempts = excluded.attempts, completed_at = excluded.completed_at
+RETURNING name
+
+-- name: set_run
+UPDATE jobforge_runs SET status = :status, current_step = :current_step,
+    output = :output, error = :error,
+    started_at = coalesce(started_at, :now), completed_at = :completed_at, updated_at = :now
+WHERE id = :id
+
+-- name: put_event
+INSERT INTO jobforge_run_events (run_id, name, data, created_at)
+VALUES (:run_id, :name, :data, :now)
+ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data, created_at = excluded.created_at
+
+-- name: get_event
+SELECT data FROM jobforge_run_events WHERE run_id = :run_id AND name = :name
+
+-- name: wake_job
+-- A parked job (snoozed: scheduled) becomes runnable now.
+UPDATE jobforge_jobs SET scheduled_at = :now, updated_at = :now
+WHERE id = :id AND status = 'scheduled'
+RETURNING queue
+
+-- name: reset_steps
+DELETE FROM jobforge_steps WHERE run_id = :id AND status <> 'completed'
+
+-- name: prune_runs
+DELETE FROM jobforge_runs
+WHERE status IN ('completed', 'compensated', 'failed', 'cancelled') AND completed_at < :before
+  AND NOT EXISTS (SELECT 1 FROM jobforge_jobs j WHERE j.id = jobforge_runs.id)
+
+-- name: request_run_cancel
+-- The run's next step boundary (or, when parked, its next replay, made due now) sees it.
+UPDATE jobforge_jobs SET cancel_requested = 1, updated_at = :now,
+    scheduled_at = CASE WHEN status = 'scheduled' THEN :now ELSE scheduled_at END
+WHERE id = :id AND status IN ('scheduled', 'queued', 'running')
+RETURNING queue
+
+-- name: clear_cancel_request
+UPDATE jobforge_jobs SET cancel_requested = 0 WHERE id = :id
+
+-- name: rewake_parked_run
+-- A run parked in this transaction, whose event (or cancel request) came in meanwhile, is
+-- due now (SQLite's write lock orders this against the sender).
+UPDATE jobforge_jobs SET scheduled_at = :now
+WHERE id = :id AND status = 'scheduled'
+  AND (cancel_requested OR EXISTS (
+      SELECT 1 FROM jobforge_run_events e WHERE e.run_id = jobforge_jobs.id AND e.name = :event))
+RETURNING queue
