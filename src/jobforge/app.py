@@ -163,10 +163,13 @@ class Forge(DurableRuns):
                 raise ValidationError(f"retries must be >= 0 (job {name!r})")
             definition = JobDefinition(self, fn, name=name, queue=queue, **settings)
             reg.check_definition(definition)
+            cron_schedule = None
+            if cron is not None:  # checked before anything is registered
+                cron_schedule = schedules.make(name, cron, job=name, timezone=timezone)
             self.registry[name] = definition
             self._validated = False
-            if cron is not None:
-                self.schedule(name, cron, job=name, timezone=timezone)
+            if cron_schedule is not None:
+                self._add_schedule(cron_schedule)
             return definition
 
         return register(func) if func is not None else register
@@ -237,12 +240,15 @@ class Forge(DurableRuns):
         fires every tick missed while no worker ran (otherwise they collapse into one).
         """
         definition = None if workflow_file is None else read_definition(workflow_file)
-        if name in self.schedules:
-            raise ValidationError(f"Schedule {name!r} is defined twice")
         s = schedules.make(name, cron, job=job, group=group, workflow=definition,
                            payload=payload, timezone=timezone, depends_on=tuple(depends_on),
                            catch_up=catch_up)  # fmt: skip
-        self.schedules[name] = s
+        return self._add_schedule(s)
+
+    def _add_schedule(self, s: Schedule) -> Schedule:
+        if s.name in self.schedules:
+            raise ValidationError(f"Schedule {s.name!r} is defined twice")
+        self.schedules[s.name] = s
         self._validated = False
         return s
 

@@ -88,7 +88,7 @@ def check_definition(d: JobDefinition[Any, Any]) -> None:
         )
     if d.group is not None and (not isinstance(d.group, str) or not NAME_RE.match(d.group)):
         raise ValidationError(f"Invalid group {d.group!r} for job {d.name!r}")
-    if not all(isinstance(p, str) and p for p in d.depends_on):
+    if isinstance(d.depends_on, str) or not all(isinstance(p, str) and p for p in d.depends_on):
         raise ValidationError(f"depends_on of job {d.name!r} must be job names")
     if not isinstance(d.defaults, Mapping):
         raise ValidationError(f"defaults of job {d.name!r} must be a JSON object")

@@ -60,9 +60,15 @@ class Schedule:
             raise ValidationError(f"Schedule {self.name!r} cannot depend on itself")
 
     def next_after(self, moment: datetime) -> datetime:
-        """The first tick strictly after `moment`."""
-        it = croniter(self.cron, moment.astimezone(zone(self.timezone)))
-        return it.get_next(datetime)
+        """The first tick strictly after `moment`. When clocks go back, a wall-clock time
+        that comes round again (02:00 twice) fires once, unless the hour field is `*`."""
+        local = moment.astimezone(zone(self.timezone))
+        it = croniter(self.cron, local)
+        tick: datetime = it.get_next(datetime)
+        if self.cron.split()[1] != "*":
+            while tick.replace(tzinfo=None) <= local.replace(tzinfo=None):
+                tick = it.get_next(datetime)
+        return tick
 
     def due_ticks(self, now: datetime) -> tuple[list[datetime], datetime]:
         """The ticks to fire at `now` and the tick after them.

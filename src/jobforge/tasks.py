@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -79,10 +79,15 @@ class JobDefinition(Generic[P, R]):
         self.backoff = backoff
         self.backoff_max = backoff_max
         self.group = group
-        self.depends_on = tuple(depends_on)  # job type names, for group and all enqueues
+        # Job type names, for group and all enqueues (a bare string is kept, to be refused).
+        self.depends_on = depends_on if isinstance(depends_on, str) else tuple(depends_on)
         self.description = description or inspect.getdoc(func)
-        self.defaults = dict(defaults or {})  # payload defaults, under every enqueue's payload
-        self.examples = list(examples)
+        # Payload defaults, under every enqueue's payload (a non-mapping is refused by the
+        # registry's check, which names the job).
+        self.defaults: dict[str, Any] = (
+            dict(defaults) if isinstance(defaults, Mapping) else defaults or {}
+        )
+        self.examples = examples if isinstance(examples, str) else list(examples)
         self.is_async = inspect.iscoroutinefunction(func)
         self._options = JobOptions()
 
