@@ -51,6 +51,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 def main() -> None:
     """Entry point: one-line errors and a non-zero exit for anything jobforge refuses."""
     import jobforge.cli_groups  # registers `jobforge group`, `job definitions`
+    import jobforge.cli_runs  # registers `jobforge run`
     import jobforge.cli_schedules  # registers `jobforge schedule`
     import jobforge.cli_workflow  # noqa: F401 - registers `jobforge workflow`
 
