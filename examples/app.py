@@ -1,11 +1,12 @@
-"""The bundled example app: a tiny ETL with progress, a flaky step, partial success."""
+"""The bundled example app: ETL jobs, a job registry with groups and cron, a durable workflow."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
-from jobforge import Forge, JobContext, PartialSuccess
+from jobforge import Forge, JobContext, PartialSuccess, RunContext
 
 app = Forge()  # reads JOBFORGE_DATABASE_URL, default sqlite:///jobforge.db
 
@@ -70,7 +71,7 @@ def affinity(ctx: JobContext) -> dict[str, int]:
     defaults={"batchSize": 100},
     examples=[{"batchSize": 10}],
 )
-def feed_build(ctx: JobContext, batchSize: int) -> dict[str, int]:  # noqa: N803 - payload field
+def feed_build(ctx: JobContext, batchSize: int) -> dict[str, int]:
     """Build every user's feed in batches."""
     return {"batches": 40 // batchSize + 1}
 
@@ -84,3 +85,26 @@ def feed_publish(ctx: JobContext) -> str:
 # The feed group every morning, once the nightly scores of the same day are in.
 app.schedule("morning-feed", "30 6 * * *", group="feed", timezone="Europe/Paris",
              depends_on=["match-scores"])  # fmt: skip
+
+
+# -- a durable workflow: each step recorded, rolled back in reverse when one fails for good -----
+def reserve_stock(items: list[str]) -> dict[str, object]:
+    return {"reservation_id": f"res-{len(items)}", "items": items}
+
+
+def charge_card(card: str, amount: int) -> dict[str, object]:
+    if card.startswith("0000"):
+        raise ValueError(f"card {card} declined")
+    return {"charge_id": f"ch-{amount}"}
+
+
+def release_stock(reservation: dict[str, object]) -> None:
+    print(f"released {reservation['reservation_id']}")
+
+
+@app.workflow(version=1, timeout="1h")
+def checkout(ctx: RunContext, input: dict[str, Any]) -> dict[str, Any]:
+    """Reserve stock, charge the card, confirm; undo the reservation if the charge fails."""
+    stock = ctx.step("reserve_stock", reserve_stock, input["items"]).compensate(release_stock).run()
+    charge = ctx.step("charge_card", charge_card, input["card"], input["amount"]).retry(1).run()
+    return {"reservation": stock["reservation_id"], "charge": charge["charge_id"]}

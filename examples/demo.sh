@@ -25,6 +25,10 @@ jobforge group list
 jobforge group enqueue feed --dry-run
 jobforge group enqueue feed --params '{"feed-build": {"batchSize": 20}}'
 
+echo "== durable workflow runs: one that completes, one whose charge fails and is rolled back"
+OK_RUN=$(jobforge run start checkout --input '{"items": ["book"], "card": "4242", "amount": 12}')
+BAD_RUN=$(jobforge run start checkout --input '{"items": ["pen"], "card": "0000", "amount": 3}')
+
 echo "== run a worker until no job is left (--burst)"
 jobforge worker --burst --concurrency 4 --log-level WARNING
 
@@ -39,6 +43,10 @@ jobforge workflow show "$WF"
 SKIPPED=$(jobforge job list --workflow "$WF" --status skipped --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job_id"])')
 jobforge job explain "$SKIPPED"
 jobforge workflow graph "$WF" --format mermaid
+
+echo "== the durable runs and their recorded steps"
+jobforge run show "$OK_RUN"
+jobforge run show "$BAD_RUN"
 
 echo "== cron schedules (stored by the worker, fired by every worker exactly once per tick)"
 jobforge schedule list

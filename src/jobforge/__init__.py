@@ -5,6 +5,7 @@ from __future__ import annotations
 from jobforge.app import Forge
 from jobforge.context import JobContext
 from jobforge.deps import Dependency, FailurePolicy
+from jobforge.durable.context import EventTimeout, RunContext, StepFailed
 from jobforge.errors import (
     Cancel,
     InvalidTransition,
@@ -26,6 +27,7 @@ from jobforge.workflows.dag import Workflow, WorkflowJob
 __all__ = [
     "Cancel",
     "Dependency",
+    "EventTimeout",
     "FailurePolicy",
     "Forge",
     "InvalidTransition",
@@ -42,7 +44,9 @@ __all__ = [
     "PayloadError",
     "PayloadTooLarge",
     "Retry",
+    "RunContext",
     "Snooze",
+    "StepFailed",
     "UnknownJobType",
     "ValidationError",
     "Worker",

@@ -190,10 +190,7 @@ class Forge(DurableRuns):
 
     def _check_schedules(self) -> None:
         for s in self.schedules.values():
-            if s.target_kind == "job" and s.target not in self.registry:
-                raise UnknownJobType(f"Unknown job type {s.target!r} (schedule {s.name!r})")
-            if s.target_kind == "group":
-                reg.members(self.registry, s.target)
+            schedules.check_target(self, s)
             for dep in s.depends_on:
                 if dep not in self.schedules:
                     raise MissingDependency(f"Schedule not found: {dep} (required by {s.name})")

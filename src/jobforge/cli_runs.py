@@ -37,7 +37,11 @@ def _show(app: Forge, run: RunRecord, as_json: bool) -> None:
     if run.output is not None:
         out.print(f"output: {escape(json.dumps(run.output))}", highlight=False)
     if run.error:
-        out.print(f"error: {escape(json.dumps(run.error)[:500])}", highlight=False)
+        out.print(f"error: {escape(str(run.error.get('message')))}", highlight=False)
+        if "compensation" in run.error:
+            failed = run.error["compensation_error"].get("message")
+            out.print(f"compensation of {escape(run.error['compensation'])} failed: "
+                      f"{escape(str(failed))}", highlight=False)  # fmt: skip
     table = Table("#", "step", "status", "attempts", "result / error", "completed")
     for s in steps:
         detail = s.error.get("message") if s.error else json.dumps(s.result)

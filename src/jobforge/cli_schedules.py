@@ -11,7 +11,6 @@ from rich.table import Table
 
 from jobforge import schedules
 from jobforge.cli import AppOpt, DbOpt, JsonOpt, _app, _dump, cli, out
-from jobforge.errors import ValidationError
 from jobforge.jobs import iso, parse_payload_text
 from jobforge.schedules import Schedule
 from jobforge.store import schedules as stored
@@ -80,8 +79,8 @@ def schedule_add(
     s = schedules.make(name, cron, job=job, group=group, workflow=definition, payload=body,
                        timezone=timezone, depends_on=tuple(depends_on or ()),
                        catch_up=catch_up, source="cli")  # fmt: skip
-    if app_ref and not schedules.can_fire(app, s):
-        raise ValidationError(f"Schedule {name!r}: the app has no {s.target_kind} {s.target!r}")
+    if app_ref:
+        schedules.check_target(app, s)
     added = app.add_schedule(s)
     if as_json:
         _dump(added.to_dict())

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from jobforge import registry as reg
-from jobforge.errors import ValidationError
+from jobforge.errors import UnknownJobType, ValidationError
 from jobforge.jobs import NewEdge, NewJob, NewWorkflow, iso, new_id
 from jobforge.tasks import JobSpec
 from jobforge.workflows.build import build_rows
@@ -168,6 +168,14 @@ def make(
                      catch_up, source=source)  # fmt: skip
     sched.check()
     return sched
+
+
+def check_target(app: Forge, s: Schedule) -> None:
+    """Refuse a schedule whose job type, group or group params this app does not have."""
+    if s.target_kind == "job" and s.target not in app.registry:
+        raise UnknownJobType(f"Unknown job type {s.target!r} (schedule {s.name!r})")
+    if s.target_kind == "group":
+        reg.plan(app.registry, s.target, s.payload)
 
 
 def can_fire(app: Forge, s: Schedule) -> bool:

@@ -4,9 +4,10 @@ Three groups and one job without a group, with dependencies across groups: a cha
 `extract -> clean`, a diamond `clean -> (match-scores, rank-scores) -> feed-build`, and the
 chain goes on `feed-build -> feed-publish`. `audit` stands alone.
 
-Each handler sleeps a little (so jobs that may run at once do overlap) and, when
-$GROUPS_APP_OUT names a directory, writes one file per run there: `name start end pid`, the
-wall-clock times the handler started and finished, for order checks across processes.
+Each handler sleeps a little (SLEEP, or $GROUPS_APP_SLEEP seconds) so that jobs which may run
+at once do overlap and, when $GROUPS_APP_OUT names a directory, writes one file per run there:
+`name start end pid`, the wall-clock times the handler started and finished, for order checks
+across processes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from jobforge import Forge, JobContext
 
 OUT_ENV = "GROUPS_APP_OUT"
+SLEEP_ENV = "GROUPS_APP_SLEEP"  # seconds each handler sleeps, when set
 SLEEP = 0.2
 
 # name -> (group, depends_on)
@@ -37,7 +39,7 @@ SHAPE: dict[str, tuple[str | None, list[str]]] = {
 def _handler(name: str) -> Any:
     def handler(ctx: JobContext, **payload: Any) -> dict[str, Any]:
         started = time.time()
-        time.sleep(SLEEP)
+        time.sleep(float(os.environ.get(SLEEP_ENV, SLEEP)))
         ended = time.time()
         out = os.environ.get(OUT_ENV)
         if out:
@@ -61,9 +63,7 @@ def register(app: Forge) -> Forge:
             }
         if name == "feed-build":
             extra = {"defaults": {"batchSize": 50, "locale": "en"}}
-        app.job(name=name, group=group, depends_on=depends_on, retries=0, **extra)(
-            _handler(name)
-        )
+        app.job(name=name, group=group, depends_on=depends_on, retries=0, **extra)(_handler(name))
     return app
 
 

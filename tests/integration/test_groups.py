@@ -197,9 +197,7 @@ def test_retry_of_a_failed_group_workflow(app: Forge) -> None:
 
     app.job(name="extract", group="ingest", retries=0)(handler("extract"))
     app.job(name="clean", group="ingest", depends_on=["extract"], retries=0)(handler("clean"))
-    app.job(name="feed-build", group="feed", depends_on=["clean"], retries=0)(
-        handler("feed-build")
-    )
+    app.job(name="feed-build", group="feed", depends_on=["clean"], retries=0)(handler("feed-build"))
     plan = app.enqueue_group("feed")
     assert plan.workflow_id is not None
     run_until_idle(app, **FAST)

@@ -228,7 +228,7 @@ def test_concurrent_enqueues_from_threads_create_one_job(app: Forge) -> None:
         key = f"race-{round_}"
         ids = race(
             [
-                lambda n=n: app.enqueue("t", {"n": n}, unique_key=key)  # type: ignore[misc]
+                lambda n=n, key=key: app.enqueue("t", {"n": n}, unique_key=key)  # type: ignore[misc]
                 for n in range(N_THREADS)
             ]
         )
@@ -246,7 +246,7 @@ def test_concurrent_enqueues_from_separate_forges_create_one_job(db_url: str) ->
             key = f"forge-race-{round_}"
             ids = race(
                 [
-                    lambda f=f: f.enqueue("anything", {}, unique_key=key)  # type: ignore[misc]
+                    lambda f=f, key=key: f.enqueue("anything", {}, unique_key=key)  # type: ignore[misc]
                     for f in forges
                 ]
             )

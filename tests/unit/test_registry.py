@@ -3,6 +3,7 @@ groups, and the plan a group (or everything) enqueues with why each job is inclu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def forge(tmp_path: Path) -> Forge:
 
 
 @pytest.fixture
-def no_db(forge: Forge, tmp_path: Path) -> Any:
+def no_db(forge: Forge, tmp_path: Path) -> Iterator[None]:
     yield
     assert forge._store is None, "a registry operation opened the database"
     assert not (tmp_path / "never.db").exists()
@@ -112,9 +113,7 @@ def test_defaults_that_are_not_an_object_are_refused(
     assert forge.registry == {}
 
 
-def test_examples_and_depends_on_given_as_a_string_are_refused(
-    forge: Forge, no_db: None
-) -> None:
+def test_examples_and_depends_on_given_as_a_string_are_refused(forge: Forge, no_db: None) -> None:
     """A bare string is not a list of examples, nor a list of job names: it must not be split
     into its characters."""
     with pytest.raises(ValidationError, match=r"^examples of job 'ok' must be a list$"):
@@ -161,9 +160,7 @@ def test_two_and_one_job_cycles(tmp_path: Path) -> None:
         two.validate()
     one = Forge(f"sqlite:///{tmp_path / 'b.db'}")
     add(one, "self-loop", depends_on=["self-loop"])
-    with pytest.raises(
-        CycleError, match=r"^Circular dependency detected: self-loop -> self-loop$"
-    ):
+    with pytest.raises(CycleError, match=r"^Circular dependency detected: self-loop -> self-loop$"):
         one.validate()
     # planning re-validates: an invalid registry plans nothing
     with pytest.raises(CycleError):
@@ -174,7 +171,9 @@ def test_validate_runs_again_after_a_new_registration(forge: Forge, no_db: None)
     add(forge, "a")
     forge.validate()
     add(forge, "b", depends_on=["missing"])
-    with pytest.raises(MissingDependency, match=r"^Dependency not found: missing \(required by b\)$"):
+    with pytest.raises(
+        MissingDependency, match=r"^Dependency not found: missing \(required by b\)$"
+    ):
         forge.validate()
 
 

@@ -14,7 +14,6 @@ import inspect
 import json
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ from jobforge.errors import ValidationError
 from jobforge.jobs import utcnow
 from jobforge.retry import backoff_delay
 from jobforge.store import runs as stored
+from jobforge.worker.executor import user_traceback
 
 if TYPE_CHECKING:
     from jobforge.app import Forge
@@ -74,11 +74,14 @@ class LostClaim(BaseException):
 
 
 def error_info(exc: BaseException, attempt: int | None = None) -> dict[str, Any]:
+    """A structured error: type, message, and the traceback of the user's own frames."""
     info: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc) or type(exc).__name__}
     if attempt is not None:
         info["attempt"] = attempt
-    if exc.__traceback__ is not None:
-        info["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
+    if isinstance(exc, StepFailed):  # the step's own error says where it came from
+        info["step"] = exc.step
+    else:
+        info["traceback"] = user_traceback(exc)
     return info
 
 

@@ -12,7 +12,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, LiteralString
 
 from jobforge import deps
@@ -51,6 +51,7 @@ class SQLStore(ABC):
     """Shared implementation of the `Store` protocol."""
 
     supports_listen = False
+    unique_violation: type[Exception] = Exception  # the driver's, set by each backend
 
     def __init__(self, url: str, queries: dict[str, LiteralString]) -> None:
         self.url = url
@@ -265,9 +266,8 @@ class SQLStore(ABC):
     ) -> list[Row]:
         """The claim under concurrency/rate limits: budgets from the database's counts,
         taken under per-scope locks so that workers claiming at once cannot overshoot."""
-        now = utcnow()
         self._lock_keys(cur, sorted("limit:" + lim.scope for lim in limits))
-        budgets = {lim.scope: lim.budget(*self._usage(cur, lim, now)) for lim in limits}
+        budgets = {lim.scope: lim.budget(*self._usage(cur, lim)) for lim in limits}
         full = [lim for lim in limits if budgets[lim.scope] == 0]
         candidates = self._run(
             cur, "claim_candidates", types=claim["types"], queues=claim["queues"],
@@ -283,18 +283,18 @@ class SQLStore(ABC):
         for r in rows:
             for scope in scopes_of(r["type"], r["queue"]):
                 if scope in rated:
-                    self._run(cur, "log_start", scope=scope, now=now)
+                    self._run(cur, "log_start", scope=scope)
         return rows
 
-    def _usage(self, cur: Cursor, limit: Limit, now: datetime) -> tuple[int, int]:
+    def _usage(self, cur: Cursor, limit: Limit) -> tuple[int, int]:
         """(jobs of the scope running now, jobs of the scope started within `per`)."""
         running = started = 0
         if limit.max_running is not None:
             found = self._run(cur, "count_running", kind=limit.kind, name=limit.name)
             running = found.fetchone()["n"]
         if limit.max_started is not None and limit.per is not None:
-            since = now - timedelta(seconds=limit.per)
-            started = self._run(cur, "count_starts", scope=limit.scope, since=since).fetchone()["n"]
+            found = self._run(cur, "count_starts", scope=limit.scope, per=limit.per)
+            started = found.fetchone()["n"]
         return running, started
 
     def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
@@ -466,7 +466,15 @@ class SQLStore(ABC):
         return self._transition("cancel_job", job_id, CANCELLABLE)
 
     def retry_job(self, job_id: uuid.UUID) -> Job:
-        return self._transition("retry_job", job_id, RETRYABLE)
+        try:
+            return self._transition("retry_job", job_id, RETRYABLE)
+        except self.unique_violation:  # the whole transaction was rolled back
+            job = self.get_job(job_id)
+            key = job.unique_key if job else None
+            raise InvalidTransition(
+                f"Cannot retry job {readable_id(job_id)}: an unfinished job holds its unique"
+                f" key {key!r}"
+            ) from None
 
     def get_job(self, job_id: uuid.UUID) -> Job | None:
         rows = self._select("get_job", id=job_id)

@@ -110,7 +110,7 @@ def _outcome(
     )
 
 
-def _user_traceback(exc: BaseException) -> str | None:
+def user_traceback(exc: BaseException) -> str | None:
     """The traceback without jobforge's and the event loop's own frames."""
     if exc.__traceback__ is None:
         return None
@@ -134,7 +134,7 @@ _INTERNAL_PREFIXES = (
 
 
 def _entry(job: Job, exc: BaseException) -> dict[str, Any]:
-    tb = _user_traceback(exc)
+    tb = user_traceback(exc)
     return ErrorEntry(
         type=type(exc).__name__,
         message=str(exc) or type(exc).__name__,

@@ -225,7 +225,8 @@ class Worker:
 
     async def _wait_for_work(self, got_some: bool) -> None:
         timeout = self.config.poll_interval
-        if not got_some:
+        # With limits, a claim that took some jobs may have held others back: look again.
+        if not got_some or self.app.limits:
             try:
                 due = await self._db_call(
                     self.app.store.next_due_at, self._types, self.config.queues
@@ -273,7 +274,8 @@ class Worker:
             self._record(outcome)
 
     def _record(self, outcome: Outcome) -> None:
-        if outcome.status == JobStatus.SCHEDULED:
+        # A run waiting for an event is someone else's to wake: burst mode does not wait.
+        if outcome.status == JobStatus.SCHEDULED and outcome.wait_event is None:
             due = outcome.scheduled_at.timestamp() if outcome.scheduled_at else 0.0
             self._retry_horizon = max(self._retry_horizon, due)
         self._outcomes.append(outcome)

@@ -134,7 +134,7 @@ def _as_workflow_job(job: JobLike) -> WorkflowJob:
     if isinstance(job, WorkflowJob):
         return job
     if isinstance(job, JobDefinition):
-        return WorkflowJob(name=job.name, type=job.name)
+        return WorkflowJob(name=job.name, type=job.name, options=job._options)
     if isinstance(job, JobSpec):
         return WorkflowJob(
             name=job.type, type=job.type, payload=dict(job.payload), options=job.options

@@ -447,7 +447,9 @@ SELECT count(*) AS n FROM jobforge_jobs
 WHERE status = 'running' AND CASE WHEN %(kind)s = 'type' THEN type ELSE queue END = %(name)s
 
 -- name: count_starts
-SELECT count(*) AS n FROM jobforge_limit_starts WHERE scope = %(scope)s AND started_at > %(since)s
+-- The server's clock, read after the scope's lock: one clock for every worker machine.
+SELECT count(*) AS n FROM jobforge_limit_starts
+WHERE scope = %(scope)s AND started_at > clock_timestamp() - make_interval(secs => %(per)s)
 
 -- name: claim_candidates
 -- With limits, candidates are picked in run order and filtered by each limit's budget.
@@ -469,7 +471,7 @@ WHERE id = ANY(%(ids)s::uuid[]) AND status IN ('queued', 'scheduled')
 RETURNING *
 
 -- name: log_start
-INSERT INTO jobforge_limit_starts (scope, started_at) VALUES (%(scope)s, %(now)s)
+INSERT INTO jobforge_limit_starts (scope, started_at) VALUES (%(scope)s, clock_timestamp())
 
 -- name: prune_starts
 DELETE FROM jobforge_limit_starts WHERE started_at < %(before)s

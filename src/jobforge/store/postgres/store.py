@@ -29,6 +29,7 @@ class PostgresStore(SQLStore):
     """A store on PostgreSQL with a psycopg 3 connection pool."""
 
     supports_listen = True
+    unique_violation = psycopg.errors.UniqueViolation
 
     def __init__(self, url: str, max_connections: int = 10) -> None:
         super().__init__(url, load_queries("jobforge.store.postgres"))

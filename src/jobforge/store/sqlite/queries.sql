@@ -422,7 +422,7 @@ SELECT count(*) AS n FROM jobforge_jobs
 WHERE status = 'running' AND CASE WHEN :kind = 'type' THEN type ELSE queue END = :name
 
 -- name: count_starts
-SELECT count(*) AS n FROM jobforge_limit_starts WHERE scope = :scope AND started_at > :since
+SELECT count(*) AS n FROM jobforge_limit_starts WHERE scope = :scope AND started_at > :now - :per
 
 -- name: claim_candidates
 -- With limits, candidates are picked in run order and filtered by each limit's budget.

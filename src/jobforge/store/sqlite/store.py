@@ -40,6 +40,8 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
 class SQLiteStore(SQLStore):
     """A store on one SQLite file, shared safely by many threads and processes."""
 
+    unique_violation = sqlite3.IntegrityError
+
     def __init__(self, url: str, path: str, synchronous: str = "FULL") -> None:
         super().__init__(url, load_queries("jobforge.store.sqlite"))
         self.path = path
