@@ -34,7 +34,7 @@ jobforge worker --burst --concurrency 4 --log-level WARNING
 
 echo "== what happened"
 jobforge job list
-FAILED=$(jobforge job list --status failed --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job_id"])')
+FAILED=$(jobforge job list --status failed --type divide --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["job_id"])')
 echo "== the dead-letter job, in detail"
 jobforge job show "$FAILED"
 

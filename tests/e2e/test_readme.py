@@ -63,6 +63,22 @@ def test_readme_groups_example_runs(tmp_path: Path) -> None:
     assert lines[1] == "succeeded partial_success 1 succeeded"
 
 
+def test_readme_durable_workflow_example_runs(tmp_path: Path) -> None:
+    script = tmp_path / "durable.py"
+    script.write_text(_python_blocks()[3])
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines == [
+        "waiting event:approved",
+        "completed {'order': 'o-1', 'charge': 'c-1', 'by': 'ana'}",
+        "compensated [('reserve_inventory', 'compensated'), ('charge_card', 'failed')]",
+        "['charge', 'release r-1', 'reserve', 'reserve']",
+    ]
+
+
 def test_readme_workflow_files_parse() -> None:
     from jobforge.workflows.files import parse_workflow
 
@@ -113,9 +129,12 @@ def test_example_demo_script(tmp_path: Path) -> None:
         "affinity": ["succeeded"],
         "feed-build": ["succeeded"],
         "feed-publish": ["succeeded"],
+        "checkout": ["failed", "succeeded"],
     }
     assert "dependency of feed-build" in proc.stdout  # the group enqueue says why
     assert "morning-feed" in proc.stdout  # the schedules, stored by the worker
+    assert "checkout v1  completed" in proc.stdout
+    assert "checkout v1  compensated" in proc.stdout and "card 0000 declined" in proc.stdout
     assert "nightly_etl" in proc.stdout and "status: succeeded" in proc.stdout
     assert "condition 'rows > 50' on parent extract_crm's result is false" in proc.stdout
     assert proc.stdout.count("flowchart LR") == 1
