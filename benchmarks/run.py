@@ -43,6 +43,7 @@ if str(HERE) not in sys.path:
 import warnings  # noqa: E402
 
 import dag  # noqa: E402
+import durable  # noqa: E402
 import psycopg  # noqa: E402
 from bench_app import fresh  # noqa: E402
 
@@ -643,6 +644,7 @@ def table_rows(results: dict[str, dict[str, Any]]) -> list[list[str]]:
             result = " / ".join(f"{ms[n]:.2f}" for n in sizes) + " ms"
             rows.append([name, what, result, growth, "median of 15 claims per backlog"])
         rows += dag.table_rows(name, r.get("dag", []))
+        rows += durable.table_rows(name, r.get("durable", []))
     return rows
 
 
@@ -741,10 +743,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--chain-wake", default="inproc,listener", help="chain variants")
     p.add_argument("--repeat", type=int, default=1, help="runs per figure; the median is kept")
     p.add_argument(
-        "--only", default="single,bulk,process,claimscale,chain,dag", help="benchmarks to run"
+        "--only",
+        default="single,bulk,process,claimscale,chain,dag,durable",
+        help="benchmarks to run",
     )
     p.add_argument("--backlogs", default="1000,10000,50000", help="queued jobs for claimscale")
     dag.add_args(p)
+    durable.add_args(p)
     p.add_argument("--pg-url", default=None, help="existing PostgreSQL (else an embedded one)")
     p.add_argument("--tmpdir", default=None, help="where SQLite files and the embedded PG live")
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -805,6 +810,8 @@ def run_backend(backend: Backend, args: argparse.Namespace) -> dict[str, Any]:
             r["chain"].append(_median(runs, "p99_ms"))
     if "dag" in only:
         r["dag"] = dag.run(backend, args, _median, say)
+    if "durable" in only:
+        r["durable"] = durable.run(backend, args, _median, say)
     return r
 
 

@@ -172,6 +172,8 @@ class RunContext:
         self._job = job_ctx
         self._records = {r.name: r for r in records}
         self._visited: set[str] = set()
+        # Recorded steps not yet met in this replay: a new step may only run once it is empty.
+        self._unreplayed = {r.name for r in records if r.status in DONE}
         self._seq = max((r.seq for r in records), default=0)
         self._compensations: list[tuple[int, str, Callable[[Any], Any], Any]] = []
         self.interrupted = compensating
@@ -274,11 +276,11 @@ class RunContext:
         self._save(name, StepStatus.RUNNING)
 
     def record_step_complete(self, name: str, result: Any = None) -> None:
-        self._visited.add(name)
+        self._mark(name)
         self._save(name, StepStatus.COMPLETED, result=as_json(result, f"result of step {name!r}"))
 
     def record_step_failure(self, name: str, error: BaseException | str) -> None:
-        self._visited.add(name)
+        self._mark(name)
         info = (
             error_info(error)
             if isinstance(error, BaseException)
@@ -297,7 +299,13 @@ class RunContext:
             if name in self._visited:
                 raise ValidationError(f"Step name {name!r} is used twice in run {self.run_id}")
             self._visited.add(name)
+            self._unreplayed.discard(name)
         return self._records.get(name)
+
+    def _mark(self, name: str) -> None:
+        with self._lock:
+            self._visited.add(name)
+            self._unreplayed.discard(name)
 
     def _replay(self, call: StepCall) -> tuple[bool, Any]:
         """(True, result) for a step already done; a recorded failure raises again."""
@@ -324,9 +332,7 @@ class RunContext:
         """No new step once interrupted; none while recorded steps were not replayed."""
         self._check_interrupt()
         with self._lock:
-            missed = sorted(
-                n for n, r in self._records.items() if r.status in DONE and n not in self._visited
-            )
+            missed = sorted(self._unreplayed)
         if missed:
             raise NonDeterminism(
                 f"run {self.run_id} ({self.workflow_name} version {self.version}) is about to"
