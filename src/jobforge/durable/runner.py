@@ -64,7 +64,7 @@ def drive(app: Forge, job_ctx: JobContext) -> Any:
     except RunInterrupted as exc:
         return _roll_back(app, ctx, exc.reason)
     except Exception as exc:
-        return _roll_back(app, ctx, error_info(exc))
+        return _roll_back(app, ctx, error_info(exc), getattr(exc, "step", None))
     if ctx.interrupted is not None:  # the function swallowed a failure while rolling back
         return _roll_back(app, ctx, ctx.interrupted)
     try:
@@ -94,11 +94,11 @@ def _call(wf: DurableWorkflow, ctx: RunContext, input: Any) -> Any:
     return wf.func(ctx, input)
 
 
-def _roll_back(app: Forge, ctx: RunContext, cause: dict[str, Any]) -> Any:
+def _roll_back(app: Forge, ctx: RunContext, cause: dict[str, Any], step: str | None = None) -> Any:
     """Run the completed steps' compensations, latest first, each recorded; a crash here
     resumes the rollback (the run is `compensating`), not the workflow."""
     run_id = ctx.run.id
-    stored.set_status(app.store, run_id, RunStatus.COMPENSATING, error=cause)
+    stored.set_status(app.store, run_id, RunStatus.COMPENSATING, current_step=step, error=cause)
     for _, name, undo, result in ctx.compensations():
         try:
             outcome = undo(result)
@@ -106,12 +106,12 @@ def _roll_back(app: Forge, ctx: RunContext, cause: dict[str, Any]) -> Any:
                 asyncio.run(_await(outcome))
         except Exception as exc:
             info = {**cause, "compensation": name, "compensation_error": error_info(exc)}
-            stored.set_status(app.store, run_id, RunStatus.FAILED, error=info)
+            stored.set_status(app.store, run_id, RunStatus.FAILED, current_step=name, error=info)
             raise Fail(f"run {ctx.run_id}: compensation of {name!r} failed: {exc}") from None
         ctx._mark_compensated(name)
     cancelled = cause.get("type") == "cancelled"
     final = RunStatus.CANCELLED if cancelled else RunStatus.COMPENSATED
-    stored.set_status(app.store, run_id, final, error=cause)
+    stored.set_status(app.store, run_id, final, current_step=step, error=cause)
     log.info("run %s %s after %s", ctx.run_id, final.value, cause.get("message"))
     if cancelled:
         raise Cancel(f"run {ctx.run_id} cancelled")

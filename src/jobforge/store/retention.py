@@ -1,4 +1,4 @@
-"""Retention: delete finished jobs, workflows and cron runs past a configured age.
+"""Retention: delete finished jobs, workflows, durable runs and cron runs past an age.
 
 Only what can no longer matter goes: a job is kept while its workflow is unfinished or while
 any of its children has still to run, so pruning never strands a child or half a workflow.
@@ -41,6 +41,7 @@ def prune(store: SQLStore, before: datetime | None, batch: int = BATCH) -> Prune
                 break
         with store._tx() as cur:
             workflows = store._run(cur, "prune_workflows", before=before).rowcount
+            store._run(cur, "prune_runs", before=before)  # durable runs whose job is gone
             runs_before = min(before, now - MIN_RUN_HISTORY)
             store._run(cur, "prune_schedule_runs", before=runs_before)
     with store._tx() as cur:
