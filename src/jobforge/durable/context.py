@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 DONE = frozenset(
     {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.COMPENSATED}
 )
+# Threads for steps with a timeout, and for ctx.parallel: two pools, so that timed steps run
+# inside parallel ones can never wait on a pool their callers fill.
 _step_threads = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="jobforge-step")
+_parallel_threads = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="jobforge-par")
 
 
 class StepFailed(Exception):
@@ -209,7 +212,7 @@ class RunContext:
         todo = [c for c, done, _ in pending if not done]
         for call in todo:
             self._before_new_step(call.name)
-        futures = {c.name: _step_threads.submit(self._execute, c) for c in todo}
+        futures = {c.name: _parallel_threads.submit(self._execute, c) for c in todo}
         return [futures[c.name].result() if not done else v for c, done, v in pending]
 
     async def parallel_async(self, calls: Sequence[StepCall]) -> list[Any]:
