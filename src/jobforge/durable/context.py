@@ -182,6 +182,7 @@ class RunContext:
         self.interrupted = compensating
         self._auto: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._cancel_seen = job_ctx.job.cancel_requested  # also learnt from each step write
 
     # -- information ---------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -213,10 +214,18 @@ class RunContext:
         for call in todo:
             self._before_new_step(call.name)
         futures = {c.name: _parallel_threads.submit(self._execute, c) for c in todo}
+        # Every sibling ends (and is recorded) before a failure propagates, so a rollback
+        # compensates the ones that completed.
+        concurrent.futures.wait(futures.values())
         return [futures[c.name].result() if not done else v for c, done, v in pending]
 
     async def parallel_async(self, calls: Sequence[StepCall]) -> list[Any]:
-        return list(await asyncio.gather(*(c.run_async() for c in calls)))
+        """`parallel` for async workflows; every sibling ends before a failure propagates."""
+        results = await asyncio.gather(*(c.run_async() for c in calls), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return list(results)
 
     # -- waiting -------------------------------------------------------------------------
     def sleep(self, seconds: float, name: str | None = None) -> None:
@@ -265,17 +274,19 @@ class RunContext:
 
     # -- low-level step API ----------------------------------------------------------------
     def is_step_completed(self, name: str) -> bool:
+        self._mark(name)  # asking about a step replays it, as far as the replay check goes
         rec = self._records.get(name)
         return rec is not None and rec.status == StepStatus.COMPLETED
 
     def get_step_result(self, name: str) -> Any:
+        self._mark(name)
         rec = self._records.get(name)
         if rec is None or rec.status != StepStatus.COMPLETED:
             raise ValidationError(f"Step {name!r} of run {self.run_id} has not completed")
         return rec.result
 
     def record_step_start(self, name: str) -> None:
-        self._visit(name)
+        self._mark(name)
         self._save(name, StepStatus.RUNNING)
 
     def record_step_complete(self, name: str, result: Any = None) -> None:
@@ -324,7 +335,7 @@ class RunContext:
 
     def _check_interrupt(self) -> None:
         if self.interrupted is None:
-            if self._job.cancel_requested:
+            if self._job.cancel_requested or self._cancel_seen:
                 self.interrupted = {"type": "cancelled", "message": "the run was cancelled"}
             elif self.deadline is not None and utcnow() > self.deadline:
                 self.interrupted = {"type": "timeout", "message": "the run timed out"}
@@ -451,8 +462,11 @@ class RunContext:
             None if status == StepStatus.RUNNING else now,
         )
         token = self._job.job.lease_token or ""
-        if not stored.save_step(self.app.store, self.run.id, token, rec):
+        saved, cancel = stored.save_step(self.app.store, self.run.id, token, rec)
+        if not saved:
             raise LostClaim(f"run {self.run_id} was taken over by another worker")
+        if cancel:
+            self._cancel_seen = True
         with self._lock:
             self._records[name] = rec
         return rec

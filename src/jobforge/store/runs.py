@@ -122,8 +122,12 @@ def steps(store: SQLStore, run_id: uuid.UUID) -> list[StepRecord]:
     return [_step(store, r) for r in store._select("run_steps", id=run_id)]
 
 
-def save_step(store: SQLStore, run_id: uuid.UUID, token: str, step: StepRecord) -> bool:
-    """Record a step while this worker's claim holds; False if the run was taken from it."""
+def save_step(
+    store: SQLStore, run_id: uuid.UUID, token: str, step: StepRecord
+) -> tuple[bool, bool]:
+    """Record a step while this worker's claim holds: (saved, cancel requested?). Not saved:
+    the run was taken from this worker. The cancel request comes back with the write, so a
+    running run sees `cancel_run` at its next step without a read of its own."""
     with store._tx() as cur:
         saved = store._run(
             cur, "save_step", run_id=run_id, token=token, name=step.name,
@@ -131,7 +135,7 @@ def save_step(store: SQLStore, run_id: uuid.UUID, token: str, step: StepRecord) 
             result=_json(step.result), error=_json(step.error), attempts=step.attempts,
             started_at=step.started_at, completed_at=step.completed_at,
         ).fetchone()  # fmt: skip
-    return saved is not None
+    return (False, False) if saved is None else (True, bool(saved["cancel_requested"]))
 
 
 def set_status(

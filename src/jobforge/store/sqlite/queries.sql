@@ -505,7 +505,7 @@ WHERE EXISTS (
 ON CONFLICT (run_id, name) DO UPDATE SET
     status = excluded.status, seq = excluded.seq, result = excluded.result, error = excluded.error,
     attempts = excluded.attempts, completed_at = excluded.completed_at
-RETURNING name
+RETURNING (SELECT cancel_requested FROM jobforge_jobs WHERE id = :run_id) AS cancel_requested
 
 -- name: set_run
 UPDATE jobforge_runs SET status = :status, current_step = :current_step,
