@@ -107,9 +107,7 @@ def worker(
     if db:
         app.use_url(db)
     if not app.registry and not app.durable.versions:
-        raise ValidationError(
-            f"App {app_ref or ''} registers no jobs or workflows: nothing to run"
-        )
+        raise ValidationError(f"App {app_ref or ''} registers no jobs or workflows: nothing to run")
     config = WorkerConfig(
         queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
         concurrency=concurrency,
