@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -52,8 +53,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_V4_MASK = ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)
+_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    """A random version-4 UUID, as `uuid.uuid4()` but half the cost (bulk enqueues make many)."""
+    return uuid.UUID(int=int.from_bytes(os.urandom(16)) & _V4_MASK | _V4_BITS)
 
 
 def as_uuid(value: Any) -> uuid.UUID:
@@ -243,15 +249,19 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+# One encoder for every payload: json.dumps with options builds a new one per call.
+_PAYLOAD_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode_payload(payload: Any, max_bytes: int) -> str:
     """Validate a payload (a JSON object within the size limit) and return its JSON text."""
     if not isinstance(payload, dict):
         raise PayloadError(f"Payload must be a JSON object, got {type(payload).__name__}")
     try:
-        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        text = _PAYLOAD_ENCODER.encode(payload)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"Payload is not JSON-serialisable: {exc}") from None
-    size = len(text.encode())
+    size = len(text)  # the encoder escapes non-ASCII, so characters are bytes
     if size > max_bytes:
         raise PayloadTooLarge(f"Payload is {size} bytes, over the limit of {max_bytes} bytes")
     return text

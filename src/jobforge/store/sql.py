@@ -106,57 +106,39 @@ class SQLStore(ABC):
         clone._external = connection
         return clone
 
-    def _insert_many(self, cur: Cursor, table: str, rows: list[dict[str, Any]]) -> None:
+    def _insert_many(self, cur: Cursor, table: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert rows of `jobs` or `edges` (drivers may use a faster bulk path)."""
         cur.executemany(self.q["insert_job" if table == "jobs" else "insert_edge"], rows)
 
-    # -- parameters for bulk inserts, without a per-value type check ---------------
+    # -- positional rows for bulk inserts, without a per-value type check ---------
     def _p_id(self, value: uuid.UUID | None) -> Any:
         return value
 
     def _p_time(self, value: datetime | None) -> Any:
         return value
 
-    def _job_params(self, j: NewJob) -> dict[str, Any]:
-        t, i = self._p_time, self._p_id
-        return {
-            "id": i(j.id),
-            "type": j.type,
-            "queue": j.queue,
-            "status": j.status.value,
-            "payload": j.payload_json,
-            "priority": j.priority,
-            "scheduled_at": t(j.scheduled_at),
-            "max_attempts": j.max_attempts,
-            "timeout": j.timeout,
-            "tenant_id": j.tenant_id,
-            "trace_id": j.trace_id,
-            "correlation_id": j.correlation_id,
-            "retry_backoff": j.retry_backoff,
-            "retry_backoff_max": j.retry_backoff_max,
-            "created_at": t(j.created_at),
-            "workflow_id": i(j.workflow_id),
-            "name": j.name,
-            "optional": j.optional,
-            "dependency_deadline": t(j.dependency_deadline),
-            "dependency_status": j.dependency_status,
-            "pending_parents": j.pending_parents,
-            "depth": j.depth,
-            "has_parallel_children": j.has_parallel_children,
-            "has_children": j.has_children,
-        }
+    def _job_row(self, j: NewJob) -> tuple[Any, ...]:
+        """A job's values in the column order of `insert_job` and `copy_jobs`.
 
-    def _edge_params(self, e: NewEdge, now: datetime) -> dict[str, Any]:
+        Positional: SQLite binds a tuple at about half the cost of named parameters.
+        """
+        t, i = self._p_time, self._p_id
+        created = t(j.created_at)
+        return (
+            i(j.id), j.type, j.queue, j.status.value, j.payload_json, j.priority,
+            t(j.scheduled_at), j.max_attempts, j.timeout, j.tenant_id, j.trace_id,
+            j.correlation_id, j.retry_backoff, j.retry_backoff_max, created, i(j.workflow_id),
+            j.name, j.optional, t(j.dependency_deadline), j.dependency_status,
+            j.pending_parents, j.depth, j.has_parallel_children, j.has_children, created,
+        )  # fmt: skip
+
+    def _edge_row(self, e: NewEdge, now: Any) -> tuple[Any, ...]:
+        """An edge's values in the column order of `insert_edge` and `copy_edges`.
+
+        `now` is already converted by `_p_time`.
+        """
         i = self._p_id
-        return {
-            "now": self._p_time(now),
-            "id": i(e.id),
-            "parent_id": i(e.parent_id),
-            "child_id": i(e.child_id),
-            "kind": e.kind,
-            "condition": e.condition,
-            "workflow_id": i(e.workflow_id),
-        }
+        return (i(e.id), i(e.parent_id), i(e.child_id), e.kind, e.condition, i(e.workflow_id), now)
 
     # -- jobs ----------------------------------------------------------------------
     def insert_jobs(
@@ -182,10 +164,10 @@ class SQLStore(ABC):
             ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
             if workflow is not None:
                 self._run(cur, "insert_workflow", **workflow.params())
-            self._insert_many(cur, "jobs", [self._job_params(j) for j in jobs])
+            self._insert_many(cur, "jobs", [self._job_row(j) for j in jobs])
             if edges:
-                now = utcnow()
-                self._insert_many(cur, "edges", [self._edge_params(e, now) for e in edges])
+                now = self._p_time(utcnow())
+                self._insert_many(cur, "edges", [self._edge_row(e, now) for e in edges])
                 if existing:
                     parallel = [e.parent_id for e in edges if e.kind == "parallel"]
                     self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -46,11 +45,10 @@ def build_rows(app: Forge, wf: Workflow) -> tuple[NewWorkflow, list[NewJob], lis
         )
         if value is not None
     }
+    resolve = app._resolver(now, defaults)
     for name, wj in wf.jobs.items():
         o = wj.options
-        missing = {k: v for k, v in defaults.items() if getattr(o, k) is None}
-        options = replace(o, **missing) if missing else o
-        job = app._resolve(JobSpec(wj.type, wj.payload, options), name=name, now=now)
+        job = resolve(JobSpec(wj.type, wj.payload, o), name)
         job.workflow_id = workflow.id
         job.name = name
         job.optional = wj.optional

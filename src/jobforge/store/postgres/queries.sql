@@ -1,10 +1,11 @@
 -- Named queries for PostgreSQL. The server's clock is the one clock for every machine.
 
 -- name: insert_job
+-- Positional, in the column order of SQLStore._job_row (COPY uses the same).
 INSERT INTO jobforge_jobs (
     id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
 ) VALUES (
-    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(workflow_id)s, %(name)s, %(optional)s, %(dependency_deadline)s, %(dependency_status)s, %(pending_parents)s, %(depth)s, %(has_parallel_children)s, %(has_children)s, %(created_at)s
+    %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
 )
 
 -- name: notify
@@ -118,9 +119,9 @@ DELETE FROM jobforge_workers WHERE last_seen_at < now() - make_interval(secs => 
 -- == dependencies =================================================================
 
 -- name: insert_edge
-INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, status, workflow_id, created_at)
-VALUES (%(id)s, %(parent_id)s, %(child_id)s, %(kind)s, %(condition)s, 'pending', %(workflow_id)s,
-        now())
+-- Positional, in the column order of SQLStore._edge_row.
+INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 
 -- name: lock_jobs
 -- FOR SHARE: a parent cannot finish while its new child's edges are being written, so the

@@ -62,17 +62,13 @@ class PostgresStore(SQLStore):
         with self._tx() as cur:
             yield cur
 
-    def _insert_many(self, cur: Cursor, table: str, rows: list[dict[str, Any]]) -> None:
+    def _insert_many(self, cur: Cursor, table: str, rows: list[tuple[Any, ...]]) -> None:
         if len(rows) < COPY_THRESHOLD:
             super()._insert_many(cur, table, rows)
             return
-        query = self.q["copy_jobs" if table == "jobs" else "copy_edges"]
-        columns = _copy_columns(query)
-        with cur.copy(query) as copy:
+        with cur.copy(self.q["copy_jobs" if table == "jobs" else "copy_edges"]) as copy:
             for row in rows:
-                row.setdefault("updated_at", row.get("created_at"))
-                row.setdefault("created_at", row.get("now"))
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(row)
 
     def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
         """The claim, pinned to walk jobforge_jobs_ready in run order and stop at LIMIT.
@@ -213,10 +209,3 @@ class PgListener:
         # The thread notices within one notifies() timeout and closes its connection;
         # nobody needs to wait for that.
         self._stop.set()
-
-
-def _copy_columns(query: str) -> list[str]:
-    """The column list of a `COPY table (a, b, ...) FROM STDIN` query."""
-    start = query.index("(", query.index("COPY"))
-    inner = query[start + 1 : query.index(")", start)]
-    return [c.strip() for c in inner.split(",")]
