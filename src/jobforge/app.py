@@ -22,7 +22,7 @@ from jobforge.jobs import (
     JobStatus,
     NewEdge,
     NewJob,
-    encode_payload,
+    PayloadEncoder,
     new_id,
     parse_job_ref,
     readable_id,
@@ -398,7 +398,7 @@ class Resolver:
         self._app = app
         self._now = now
         self._defaults = defaults
-        self._max_bytes = app.max_payload_bytes
+        self._encode = PayloadEncoder(app.max_payload_bytes)
         # Keyed by the options object's id; the entry keeps the object alive.
         self._fixed: dict[tuple[str, int], tuple[JobOptions, _Fixed]] = {}
 
@@ -409,7 +409,7 @@ class Resolver:
         now = self._now or utcnow()
         when = f.run_at or (now + f.delay if f.delay else now)
         return NewJob(
-            new_id(), spec.type, f.queue, encode_payload(spec.payload, self._max_bytes),
+            new_id(), spec.type, f.queue, self._encode(spec.payload),
             f.priority, when, JobStatus.SCHEDULED if when > now else JobStatus.QUEUED,
             f.max_attempts, f.timeout, f.tenant_id, f.trace_id, f.correlation_id, now,
             f.retry_backoff, f.retry_backoff_max,

@@ -10,7 +10,7 @@ import copy
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, LiteralString
@@ -44,6 +44,10 @@ from jobforge.store.deps_ops import SQLDepsOps
 
 Row = Any
 Cursor = Any
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class SQLStore(ABC):
@@ -110,35 +114,41 @@ class SQLStore(ABC):
         """Insert rows of `jobs` or `edges` (drivers may use a faster bulk path)."""
         cur.executemany(self.q["insert_job" if table == "jobs" else "insert_edge"], rows)
 
-    # -- positional rows for bulk inserts, without a per-value type check ---------
-    def _p_id(self, value: uuid.UUID | None) -> Any:
-        return value
+    # -- positional rows for bulk inserts --------------------------------------------
+    # How the driver takes a (non-None) id and time: plain callables, no per-value checks.
+    _id_value: Callable[[uuid.UUID], Any] = staticmethod(_same)
+    _time_value: Callable[[datetime], Any] = staticmethod(_same)
 
-    def _p_time(self, value: datetime | None) -> Any:
-        return value
-
-    def _job_row(self, j: NewJob) -> tuple[Any, ...]:
-        """A job's values in the column order of `insert_job` and `copy_jobs`.
+    def _job_rows(self, jobs: Sequence[NewJob]) -> list[tuple[Any, ...]]:
+        """Jobs' values in the column order of `insert_job` and `copy_jobs`.
 
         Positional: SQLite binds a tuple at about half the cost of named parameters.
         """
-        t, i = self._p_time, self._p_id
-        created = t(j.created_at)
-        return (
-            i(j.id), j.type, j.queue, j.status.value, j.payload_json, j.priority,
-            t(j.scheduled_at), j.max_attempts, j.timeout, j.tenant_id, j.trace_id,
-            j.correlation_id, j.retry_backoff, j.retry_backoff_max, created, i(j.workflow_id),
-            j.name, j.optional, t(j.dependency_deadline), j.dependency_status,
-            j.pending_parents, j.depth, j.has_parallel_children, j.has_children, created,
-        )  # fmt: skip
+        i, t = self._id_value, self._time_value
+        return [
+            (
+                i(j.id), j.type, j.queue, j.status.value, j.payload_json, j.priority,
+                t(j.scheduled_at), j.max_attempts, j.timeout, j.tenant_id, j.trace_id,
+                j.correlation_id, j.retry_backoff, j.retry_backoff_max, t(j.created_at),
+                None if j.workflow_id is None else i(j.workflow_id), j.name, j.optional,
+                None if j.dependency_deadline is None else t(j.dependency_deadline),
+                j.dependency_status, j.pending_parents, j.depth, j.has_parallel_children,
+                j.has_children, t(j.created_at),
+            )
+            for j in jobs
+        ]  # fmt: skip
 
-    def _edge_row(self, e: NewEdge, now: Any) -> tuple[Any, ...]:
-        """An edge's values in the column order of `insert_edge` and `copy_edges`.
-
-        `now` is already converted by `_p_time`.
-        """
-        i = self._p_id
-        return (i(e.id), i(e.parent_id), i(e.child_id), e.kind, e.condition, i(e.workflow_id), now)
+    def _edge_rows(self, edges: Sequence[NewEdge]) -> list[tuple[Any, ...]]:
+        """Edges' values in the column order of `insert_edge` and `copy_edges`."""
+        i = self._id_value
+        now = self._time_value(utcnow())
+        return [
+            (
+                i(e.id), i(e.parent_id), i(e.child_id), e.kind, e.condition,
+                None if e.workflow_id is None else i(e.workflow_id), now,
+            )
+            for e in edges
+        ]  # fmt: skip
 
     # -- jobs ----------------------------------------------------------------------
     def insert_jobs(
@@ -158,16 +168,17 @@ class SQLStore(ABC):
             return
         with self._tx() as cur:
             ops = SQLDepsOps(self, cur)
-            new_ids = {j.id for j in jobs}
-            outside = sorted({e.parent_id for e in edges} - new_ids)
-            existing = ops.lock_parents(outside) if outside else {}
-            ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
+            existing: dict[uuid.UUID, deps.ParentInfo] = {}
+            ready_parents: list[deps.Settled] = []
+            if edges:
+                outside = sorted({e.parent_id for e in edges} - {j.id for j in jobs})
+                existing = ops.lock_parents(outside) if outside else {}
+                ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
             if workflow is not None:
                 self._run(cur, "insert_workflow", **workflow.params())
-            self._insert_many(cur, "jobs", [self._job_row(j) for j in jobs])
+            self._insert_many(cur, "jobs", self._job_rows(jobs))
             if edges:
-                now = self._p_time(utcnow())
-                self._insert_many(cur, "edges", [self._edge_row(e, now) for e in edges])
+                self._insert_many(cur, "edges", self._edge_rows(edges))
                 if existing:
                     parallel = [e.parent_id for e in edges if e.kind == "parallel"]
                     self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)
@@ -255,7 +266,7 @@ class SQLStore(ABC):
                 cur, "set_progress", id=p.id, token=p.lease_token, progress=p.progress,
                 message=p.message,
             )  # fmt: skip
-        i, t = self._p_id, self._p_time
+        i, t = self._id_value, self._time_value
         rows = [
             {
                 "id": i(o.id),
@@ -263,7 +274,7 @@ class SQLStore(ABC):
                 "status": o.status.value,
                 "result": o.result_json,
                 "errors": None if o.errors is None else json.dumps(o.errors),
-                "scheduled_at": t(o.scheduled_at),
+                "scheduled_at": None if o.scheduled_at is None else t(o.scheduled_at),
                 "attempt_delta": o.attempt_delta,
                 "progress": o.progress,
                 "result_url": o.result_url,

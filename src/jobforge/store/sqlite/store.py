@@ -123,11 +123,8 @@ class SQLiteStore(SQLStore):
             out[key] = value
         return out
 
-    def _p_id(self, value: uuid.UUID | None) -> Any:
-        return None if value is None else str(value)
-
-    def _p_time(self, value: datetime | None) -> Any:
-        return None if value is None else value.timestamp()
+    _id_value = staticmethod(str)
+    _time_value = staticmethod(datetime.timestamp)
 
     def _decode_json(self, value: Any) -> Any:
         return json.loads(value) if isinstance(value, str) else value
