@@ -165,7 +165,7 @@ class Forge:
         edges: list[NewEdge] = []
         resolve = self._resolver()
         for spec in specs:
-            job = resolve(spec)
+            job = resolve(spec.type, spec.payload, spec.options)
             rows.append(job)
             if spec.options.depends_on:
                 edges.extend(self._edges(job, spec.options))
@@ -402,14 +402,15 @@ class Resolver:
         # Keyed by the options object's id; the entry keeps the object alive.
         self._fixed: dict[tuple[str, int], tuple[JobOptions, _Fixed]] = {}
 
-    def __call__(self, spec: JobSpec, name: str | None = None) -> NewJob:
-        o = spec.options
-        hit = self._fixed.get((spec.type, id(o)))
-        f = hit[1] if hit is not None else self._fix(spec.type, o, name)
+    def __call__(
+        self, type_name: str, payload: Any, o: JobOptions, name: str | None = None
+    ) -> NewJob:
+        hit = self._fixed.get((type_name, id(o)))
+        f = hit[1] if hit is not None else self._fix(type_name, o, name)
         now = self._now or utcnow()
         when = f.run_at or (now + f.delay if f.delay else now)
         return NewJob(
-            new_id(), spec.type, f.queue, self._encode(spec.payload),
+            new_id(), type_name, f.queue, self._encode(payload),
             f.priority, when, JobStatus.SCHEDULED if when > now else JobStatus.QUEUED,
             f.max_attempts, f.timeout, f.tenant_id, f.trace_id, f.correlation_id, now,
             f.retry_backoff, f.retry_backoff_max,
