@@ -101,7 +101,14 @@ def test_dialects_define_the_same_verbs() -> None:
     sqlite = set(load_queries("jobforge.store.sqlite"))
     postgres = set(load_queries("jobforge.store.postgres"))
     # LISTEN/NOTIFY and COPY exist only on PostgreSQL.
-    assert postgres - sqlite == {"notify", "copy_jobs", "copy_edges", "sort_off", "sort_on"}
+    assert postgres - sqlite == {
+        "notify",
+        "copy_jobs",
+        "copy_edges",
+        "column_types",
+        "sort_off",
+        "sort_on",
+    }
     assert sqlite <= postgres
 
 

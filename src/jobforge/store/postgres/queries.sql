@@ -357,10 +357,17 @@ WHERE j.id = u.id AND j.status = 'running' AND j.lease_token = u.token
 RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name, j.has_children
 
 -- name: copy_jobs
--- Bulk path for large batches (COPY is several times faster than INSERT).
+-- Bulk path for large batches (COPY is several times faster than INSERT), in the column
+-- order of SQLStore._job_rows.
 COPY jobforge_jobs (
     id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, updated_at
-) FROM STDIN
+) FROM STDIN (FORMAT BINARY)
 
 -- name: copy_edges
-COPY jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at) FROM STDIN
+COPY jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at)
+FROM STDIN (FORMAT BINARY)
+
+-- name: column_types
+-- The types of a table's columns, for binary COPY.
+SELECT attname AS name, atttypid::int AS oid FROM pg_attribute
+WHERE attrelid = %(table)s::regclass AND attnum > 0 AND NOT attisdropped
