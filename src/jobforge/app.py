@@ -24,6 +24,7 @@ from jobforge.jobs import (
     NewJob,
     PayloadEncoder,
     new_id,
+    new_ids,
     parse_job_ref,
     readable_id,
     utcnow,
@@ -401,6 +402,7 @@ class Resolver:
         self._encode = PayloadEncoder(app.max_payload_bytes)
         # Keyed by the options object's id; the entry keeps the object alive.
         self._fixed: dict[tuple[str, int], tuple[JobOptions, _Fixed]] = {}
+        self._ids: list[uuid.UUID] = []
 
     def __call__(
         self, type_name: str, payload: Any, o: JobOptions, name: str | None = None
@@ -409,8 +411,10 @@ class Resolver:
         f = hit[1] if hit is not None else self._fix(type_name, o, name)
         now = self._now or utcnow()
         when = f.run_at or (now + f.delay if f.delay else now)
+        if not self._ids:
+            self._ids = new_ids(256)
         return NewJob(
-            new_id(), type_name, f.queue, self._encode(payload),
+            self._ids.pop(), type_name, f.queue, self._encode(payload),
             f.priority, when, JobStatus.SCHEDULED if when > now else JobStatus.QUEUED,
             f.max_attempts, f.timeout, f.tenant_id, f.trace_id, f.correlation_id, now,
             f.retry_backoff, f.retry_backoff_max,

@@ -59,8 +59,25 @@ _V4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 def new_id() -> uuid.UUID:
-    """A random version-4 UUID, as `uuid.uuid4()` but half the cost (bulk enqueues make many)."""
-    return uuid.UUID(int=int.from_bytes(os.urandom(16)) & _V4_MASK | _V4_BITS)
+    return new_ids(1)[0]
+
+
+def new_ids(n: int) -> list[uuid.UUID]:
+    """`n` random version-4 UUIDs, as `uuid.uuid4()` makes, at a third of the cost.
+
+    One read of the OS's randomness for all of them, and each UUID is set up the way
+    `uuid.UUID.__init__` ends (its two slots) without re-checking an int made right here.
+    A 100,000-job workflow needs 200,000 of them.
+    """
+    raw = os.urandom(16 * n)
+    make, set_slot, from_bytes = object.__new__, object.__setattr__, int.from_bytes
+    out = []
+    for i in range(0, 16 * n, 16):
+        u = make(uuid.UUID)
+        set_slot(u, "int", from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
+        set_slot(u, "is_safe", uuid.SafeUUID.unknown)
+        out.append(u)
+    return out
 
 
 def as_uuid(value: Any) -> uuid.UUID:

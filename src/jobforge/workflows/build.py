@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.errors import ValidationError
-from jobforge.jobs import NewEdge, NewJob, NewWorkflow, new_id, utcnow
+from jobforge.jobs import NewEdge, NewJob, NewWorkflow, new_id, new_ids, utcnow
 from jobforge.workflows.dag import Workflow
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ def build_rows(app: Forge, wf: Workflow) -> tuple[NewWorkflow, list[NewJob], lis
         jobs[name] = job
     wf_id = workflow.id
     rows = [
-        NewEdge(new_id(), jobs[parent].id, jobs[child].id, kind, condition, wf_id)
-        for child, parent, kind, condition in edges
+        NewEdge(edge_id, jobs[parent].id, jobs[child].id, kind, condition, wf_id)
+        for edge_id, (child, parent, kind, condition) in zip(
+            new_ids(len(edges)), edges, strict=True
+        )
     ]
     return workflow, list(jobs.values()), rows
