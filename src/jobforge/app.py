@@ -6,7 +6,8 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
@@ -26,8 +27,9 @@ from jobforge.jobs import (
     JobStatus,
     NewEdge,
     NewJob,
-    encode_payload,
+    PayloadEncoder,
     new_id,
+    new_ids,
     parse_job_ref,
     readable_id,
     utcnow,
@@ -334,10 +336,12 @@ class Forge(DurableRuns):
         """Validate every job first, then write them all in one transaction."""
         rows: list[NewJob] = []
         edges: list[NewEdge] = []
+        resolve = self._resolver()
         for spec in specs:
-            job = self._resolve(spec)
+            job = resolve(spec.type, spec.payload, spec.options)
             rows.append(job)
-            edges.extend(self._edges(job, spec.options))
+            if spec.options.depends_on:
+                edges.extend(self._edges(job, spec.options))
         store = self.store if connection is None else self.store.bound(connection)
         ids = store.insert_jobs(rows, edges, max_depth=self.max_dependency_depth)
         for wake in self.on_enqueue:
@@ -357,8 +361,9 @@ class Forge(DurableRuns):
         now = utcnow()
         items: list[NewJob] = []
         edges: list[NewEdge] = []
+        resolve = self._resolver(now)
         for index, payload in enumerate(payloads):
-            item = self._resolve(JobSpec(type, payload, opts), now=now)
+            item = resolve(type, payload, opts)
             item.name = str(index)  # its place in the batch
             items.append(item)
             edges.extend(self._edges(item, opts))
@@ -368,8 +373,7 @@ class Forge(DurableRuns):
             queue=items[0].queue, priority=opts.priority, tenant_id=opts.tenant_id,
             trace_id=opts.trace_id, correlation_id=opts.correlation_id,
         )  # fmt: skip
-        batch = self._resolve(JobSpec(BATCH_TYPE, {"type": type, "items": len(items)},
-                                      batch_opts), now=now)  # fmt: skip
+        batch = resolve(BATCH_TYPE, {"type": type, "items": len(items)}, batch_opts)
         edges += [NewEdge(new_id(), i.id, batch.id, "sequential", "always") for i in items]
         self.store.insert_jobs([*items, batch], edges, max_depth=self.max_dependency_depth)
         for wake in self.on_enqueue:
@@ -406,51 +410,11 @@ class Forge(DurableRuns):
             job.dependency_deadline = job.created_at + timedelta(seconds=options.dependency_timeout)
         return edges
 
-    def _resolve(
-        self, spec: JobSpec, name: str | None = None, now: datetime | None = None
-    ) -> NewJob:
-        """Apply registered defaults and per-call options; refuse bad input before writing."""
-        definition = self.registry.get(spec.type) or self.builtins.get(spec.type)
-        if definition is None and not self.allow_unknown_types:
-            known = ", ".join(sorted(self.registry)) or "none registered"
-            where = f" (workflow job {name!r})" if name else ""
-            raise UnknownJobType(f"Unknown job type {spec.type!r}{where} (known: {known})")
-        o = spec.options
-        base = default_options() if definition is None else vars(definition)
-        payload = spec.payload
-        if definition is not None and definition.defaults:
-            payload = {**definition.defaults, **payload}
-        retries = o.retries if o.retries is not None else base["retries"]
-        if retries < 0:
-            raise ValidationError("retries must be >= 0")
-        if o.delay is not None and o.delay < 0:
-            raise ValidationError("delay must be >= 0 seconds")
-        now = now or utcnow()
-        if o.run_at is not None:
-            if o.run_at.tzinfo is None:
-                raise ValidationError("run_at must be timezone-aware")
-            when = o.run_at
-        else:
-            when = now + timedelta(seconds=o.delay) if o.delay else now
-        queue = o.queue or (definition.queue if definition else self.default_queue)
-        return NewJob(
-            id=new_id(),
-            type=spec.type,
-            queue=queue,
-            payload_json=encode_payload(payload, self.max_payload_bytes),
-            priority=o.priority if o.priority is not None else base["priority"],
-            scheduled_at=when,
-            status=JobStatus.SCHEDULED if when > now else JobStatus.QUEUED,
-            max_attempts=retries + 1,
-            timeout=o.timeout if o.timeout is not None else base["timeout"],
-            tenant_id=o.tenant_id,
-            trace_id=o.trace_id,
-            correlation_id=o.correlation_id,
-            created_at=now,
-            retry_backoff=base["backoff"],
-            retry_backoff_max=base["backoff_max"],
-            unique_key=o.unique_key,
-        )
+    def _resolver(
+        self, now: datetime | None = None, defaults: Mapping[str, Any] | None = None
+    ) -> Resolver:
+        """Resolves the specs of one enqueue; `defaults` fill options left None (workflows)."""
+        return Resolver(self, now, defaults or {})
 
     # -- inspection and control ------------------------------------------------------------
     def get_job(self, ref: str) -> Job | None:
@@ -614,3 +578,92 @@ class Forge(DurableRuns):
         into, out = graph.job_edges(self.store, job.id)
         others = self._jobs([e.parent_id for e in into] + [e.child_id for e in out])
         return render(format, [*others[: len(into)], job, *others[len(into) :]], into + out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """What a job type and one options object fix for every job enqueued with them."""
+
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    tenant_id: str | None
+    trace_id: str | None
+    correlation_id: str | None
+    retry_backoff: float
+    retry_backoff_max: float
+    delay: timedelta | None
+    run_at: datetime | None
+    payload_defaults: dict[str, Any]  # the registration's `defaults`, under each payload
+    unique_key: str | None
+
+
+class Resolver:
+    """Applies registered defaults and per-call options; refuses bad input before writing.
+
+    Everything but the id, payload and times is worked out once per (type, options object)
+    and reused: a bulk enqueue of 10,000 specs of one type validates its options once.
+    """
+
+    def __init__(self, app: Forge, now: datetime | None, defaults: Mapping[str, Any]) -> None:
+        self._app = app
+        self._now = now
+        self._defaults = defaults
+        self._encode = PayloadEncoder(app.max_payload_bytes)
+        # Keyed by the options object's id; the entry keeps the object alive.
+        self._fixed: dict[tuple[str, int], tuple[JobOptions, _Fixed]] = {}
+        self._ids: list[uuid.UUID] = []
+
+    def __call__(
+        self, type_name: str, payload: Any, o: JobOptions, name: str | None = None
+    ) -> NewJob:
+        hit = self._fixed.get((type_name, id(o)))
+        f = hit[1] if hit is not None else self._fix(type_name, o, name)
+        now = self._now or utcnow()
+        when = f.run_at or (now + f.delay if f.delay else now)
+        if not self._ids:
+            self._ids = new_ids(256)
+        if f.payload_defaults:
+            payload = {**f.payload_defaults, **payload}
+        return NewJob(
+            self._ids.pop(), type_name, f.queue, self._encode(payload),
+            f.priority, when, JobStatus.SCHEDULED if when > now else JobStatus.QUEUED,
+            f.max_attempts, f.timeout, f.tenant_id, f.trace_id, f.correlation_id, now,
+            f.retry_backoff, f.retry_backoff_max, unique_key=f.unique_key,
+        )  # fmt: skip
+
+    def _fix(self, type_name: str, options: JobOptions, name: str | None) -> _Fixed:
+        app = self._app
+        definition = app.registry.get(type_name) or app.builtins.get(type_name)
+        if definition is None and not app.allow_unknown_types:
+            known = ", ".join(sorted(app.registry)) or "none registered"
+            where = f" (workflow job {name!r})" if name else ""
+            raise UnknownJobType(f"Unknown job type {type_name!r}{where} (known: {known})")
+        missing = {k: v for k, v in self._defaults.items() if getattr(options, k) is None}
+        o = replace(options, **missing) if missing else options
+        base = default_options() if definition is None else vars(definition)
+        retries = o.retries if o.retries is not None else base["retries"]
+        if retries < 0:
+            raise ValidationError("retries must be >= 0")
+        if o.delay is not None and o.delay < 0:
+            raise ValidationError("delay must be >= 0 seconds")
+        if o.run_at is not None and o.run_at.tzinfo is None:
+            raise ValidationError("run_at must be timezone-aware")
+        fixed = _Fixed(
+            queue=o.queue or (definition.queue if definition else app.default_queue),
+            priority=o.priority if o.priority is not None else base["priority"],
+            max_attempts=retries + 1,
+            timeout=o.timeout if o.timeout is not None else base["timeout"],
+            tenant_id=o.tenant_id,
+            trace_id=o.trace_id,
+            correlation_id=o.correlation_id,
+            retry_backoff=base["backoff"],
+            retry_backoff_max=base["backoff_max"],
+            delay=timedelta(seconds=o.delay) if o.delay else None,
+            run_at=o.run_at,
+            payload_defaults=definition.defaults if definition is not None else {},
+            unique_key=o.unique_key,
+        )
+        self._fixed[(type_name, id(options))] = (options, fixed)
+        return fixed

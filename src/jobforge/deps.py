@@ -7,6 +7,7 @@ the work done is proportional to that parent's children, never a scan over all j
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -92,6 +93,16 @@ def normalize_edge(kind: str, condition: str | None) -> tuple[EdgeKind, str | No
     """Check an edge's kind and condition before anything is written."""
     if condition is not None and not isinstance(condition, str):
         raise DependencyError(f"Invalid condition {condition!r}: expected a string")
+    if not isinstance(kind, str):
+        names = ", ".join(e.value for e in EdgeKind)
+        raise DependencyError(f"Invalid dependency type {kind!r} (expected {names})")
+    return _normalize_edge(kind, condition)
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalize_edge(kind: str, condition: str | None) -> tuple[EdgeKind, str | None]:
+    """Cached: a 100,000-edge workflow repeats a few (kind, condition) pairs, and a
+    conditional edge compiles its expression."""
     try:
         k = EdgeKind(kind)
     except ValueError:
@@ -388,33 +399,65 @@ def plan_insert(
         parent_job = new.get(p)
         if parent_job is not None:
             parent_job.has_children = True
+            if e.kind == EdgeKind.PARALLEL:
+                parent_job.has_parallel_children = True
         elif p not in old_depth:
             raise MissingDependency(
                 f"Dependency not found: {readable_id(e.parent_id)} (required by {child.label})"
             )
         parents_of[c].append(p)
-        if e.kind == EdgeKind.PARALLEL and parent_job is not None:
-            parent_job.has_parallel_children = True
-    for key in _topological(new, parents_of):
-        ps = parents_of.get(key)
-        if not ps:
-            continue
+    depth = _depths(new, parents_of, old_depth, max_depth)
+    for key, ps in parents_of.items():
         job = new[key]
         job.pending_parents = len(ps)
         job.status = JobStatus.WAITING
         job.dependency_status = DependencyStatus.WAITING
-        job.depth = 1 + max(new[p].depth if p in new else old_depth[p] for p in ps)
-        if job.depth > max_depth:
-            raise DependencyError(
-                f"Dependency depth limit exceeded: {job.label} is {job.depth} levels deep"
-                f" (limit {max_depth})"
-            )
+        job.depth = depth[key]
+    if not existing:
+        return []
     used = {e.parent_id for e in edges}
     return [
         replace(p, has_children=True)  # it has now, whatever its row said before
         for p in existing.values()
         if p.id in used and (p.started or p.status.is_terminal)
     ]
+
+
+def _depths(
+    new: Mapping[int, NewJob],
+    parents_of: Mapping[int, list[int]],
+    old_depth: Mapping[int, int],
+    max_depth: int,
+) -> dict[int, int]:
+    """Each new job's depth (1 + its deepest parent's); a cycle or a job too deep raises.
+
+    Jobs usually come parents first (a workflow built step by step): then one pass in that
+    order does it. Otherwise (a parent after its child) they are sorted topologically first.
+    """
+    depth = dict(old_depth)
+
+    def fill(order: Iterable[int]) -> int | None:
+        """Depths in `order`; the first job over the limit (its parents are within it)."""
+        too_deep = None
+        for key in order:
+            ps = parents_of.get(key)
+            d = depth[key] = 1 + max(depth[p] for p in ps) if ps else 0
+            if d > max_depth and too_deep is None:
+                too_deep = key
+        return too_deep
+
+    try:
+        too_deep = fill(new)
+    except KeyError:
+        depth = dict(old_depth)
+        too_deep = fill(_topological(new, parents_of))
+    if too_deep is not None:
+        job = new[too_deep]
+        raise DependencyError(
+            f"Dependency depth limit exceeded: {job.label} is {depth[too_deep]} levels deep"
+            f" (limit {max_depth})"
+        )
+    return depth
 
 
 def _topological(new: Mapping[int, NewJob], parents_of: Mapping[int, list[int]]) -> list[int]:

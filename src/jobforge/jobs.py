@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
+from _json import encode_basestring_ascii, make_encoder
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -52,8 +54,30 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_V4_MASK = ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)
+_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_id() -> uuid.UUID:
-    return uuid.uuid4()
+    return new_ids(1)[0]
+
+
+def new_ids(n: int) -> list[uuid.UUID]:
+    """`n` random version-4 UUIDs, as `uuid.uuid4()` makes, at a third of the cost.
+
+    One read of the OS's randomness for all of them, and each UUID is set up the way
+    `uuid.UUID.__init__` ends (its two slots) without re-checking an int made right here.
+    A 100,000-job workflow needs 200,000 of them.
+    """
+    raw = os.urandom(16 * n)
+    make, set_slot, from_bytes = object.__new__, object.__setattr__, int.from_bytes
+    out = []
+    for i in range(0, 16 * n, 16):
+        u = make(uuid.UUID)
+        set_slot(u, "int", from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
+        set_slot(u, "is_safe", uuid.SafeUUID.unknown)
+        out.append(u)
+    return out
 
 
 def as_uuid(value: Any) -> uuid.UUID:
@@ -245,18 +269,42 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+class PayloadEncoder:
+    """Validates payloads (JSON objects within the size limit) and returns their JSON text.
+
+    Holds one C encoder from `_json` (what `json.dumps` runs underneath, minus about a
+    microsecond of Python set-up per call). Use one per enqueue call: after a failed encode
+    its circular-reference markers may be stale, and the failure ends the call.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._encode = make_encoder(
+            {}, _not_serialisable, encode_basestring_ascii, None, ":", ",", False, False, False
+        )
+
+    def __call__(self, payload: Any) -> str:
+        if not isinstance(payload, dict):
+            raise PayloadError(f"Payload must be a JSON object, got {type(payload).__name__}")
+        try:
+            text = "".join(self._encode(payload, 0))
+        except (TypeError, ValueError) as exc:
+            raise PayloadError(f"Payload is not JSON-serialisable: {exc}") from None
+        size = len(text)  # non-ASCII is escaped, so characters are bytes
+        if size > self.max_bytes:
+            raise PayloadTooLarge(
+                f"Payload is {size} bytes, over the limit of {self.max_bytes} bytes"
+            )
+        return text
+
+
+def _not_serialisable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def encode_payload(payload: Any, max_bytes: int) -> str:
-    """Validate a payload (a JSON object within the size limit) and return its JSON text."""
-    if not isinstance(payload, dict):
-        raise PayloadError(f"Payload must be a JSON object, got {type(payload).__name__}")
-    try:
-        text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise PayloadError(f"Payload is not JSON-serialisable: {exc}") from None
-    size = len(text.encode())
-    if size > max_bytes:
-        raise PayloadTooLarge(f"Payload is {size} bytes, over the limit of {max_bytes} bytes")
-    return text
+    """Validate one payload and return its JSON text."""
+    return PayloadEncoder(max_bytes)(payload)
 
 
 def parse_payload_text(text: str) -> dict[str, Any]:

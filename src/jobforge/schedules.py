@@ -19,7 +19,7 @@ from croniter import croniter
 from jobforge import registry as reg
 from jobforge.errors import UnknownJobType, ValidationError
 from jobforge.jobs import NewEdge, NewJob, NewWorkflow, iso, new_id
-from jobforge.tasks import JobSpec
+from jobforge.tasks import JobOptions
 from jobforge.workflows.build import build_rows
 from jobforge.workflows.dag import Workflow
 from jobforge.workflows.files import workflow_from_dict
@@ -208,7 +208,7 @@ class Rows:
 def build(app: Forge, s: Schedule, tick: datetime, parents: list[uuid.UUID]) -> Rows:
     """The rows of one tick; `parents` (the same-day runs it depends on) gate its start."""
     if s.target_kind == "job":
-        job = app._resolve(JobSpec(s.target, s.payload))
+        job = app._resolver()(s.target, s.payload, JobOptions())
         roots = [job]
         rows = Rows([job], [], None)
     else:

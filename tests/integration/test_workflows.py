@@ -746,3 +746,38 @@ def test_workflow_graph_exports(app: Forge) -> None:
     assert next(n["name"] for n in around_b["nodes"]) == "a"
     assert {n["name"] for n in around_b["nodes"]} == {"a", "b", "c", "d"}
     assert len(around_b["edges"]) == 3
+
+
+def test_large_workflows_store_what_small_ones_do(app: Forge) -> None:
+    """PostgreSQL writes 200 rows or more with binary COPY, fewer with INSERT: same rows."""
+
+    @app.job
+    def node(ctx: JobContext, **payload: Any) -> None:
+        pass
+
+    def workflow(n: int) -> Workflow:
+        first = node.configure(timeout=2.5, priority=2).spec(s="é☃", l=[1.5, None], n=None)
+        wf = Workflow("w", tenant_id="t1", trace_id="tr").add(first, name="n0")
+        for i in range(1, n):
+            dep = Dependency(f"n{i - 1}", "sequential", "always") if i % 2 else f"n{i - 1}"
+            wf.add(
+                node.configure(dependency_timeout=60).spec(i=i),
+                name=f"n{i}", depends_on=[dep], optional=i == 1,
+            )  # fmt: skip
+        return wf
+
+    def stored(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        ref = app.enqueue_workflow(workflow(n))
+        jobs = sorted(app.workflow_jobs(ref), key=lambda j: j.depth)[:3]
+        edges = sorted(app.workflow_edges(ref), key=lambda e: e.created_at)
+        ignore = {"id", "job_id", "workflow_id", "created_at", "updated_at", "scheduled_at",
+                  "dependency_deadline"}  # fmt: skip
+        deadlines = [j.dependency_deadline is not None for j in jobs]
+        edge_keys = ("dependency_type", "condition", "status", "resolved_by")
+        return (
+            [{k: v for k, v in j.to_dict().items() if k not in ignore} for j in jobs] + [
+                {"deadlines": deadlines}],
+            [{k: e.to_dict()[k] for k in edge_keys} for e in edges[:2]],
+        )  # fmt: skip
+
+    assert stored(250) == stored(3)

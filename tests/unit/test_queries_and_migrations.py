@@ -105,6 +105,7 @@ def test_dialects_define_the_same_verbs() -> None:
         "notify",
         "copy_jobs",
         "copy_edges",
+        "column_types",
         "sort_off",
         "sort_on",
         "lock_keys",

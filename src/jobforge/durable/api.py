@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -17,14 +17,13 @@ from jobforge.durable.runner import drive
 from jobforge.errors import InvalidTransition, ValidationError
 from jobforge.retry import DEFAULT_BACKOFF, DEFAULT_BACKOFF_MAX
 from jobforge.store import runs as stored
-from jobforge.tasks import JobDefinition, JobOptions, JobSpec
+from jobforge.tasks import JobDefinition, JobOptions
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from jobforge.app import Forge
+    from jobforge.app import Forge, Resolver
     from jobforge.context import JobContext
-    from jobforge.jobs import NewJob
     from jobforge.store.sql import SQLStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,9 +46,9 @@ class DurableRuns:
         @property
         def store(self) -> SQLStore: ...
 
-        def _resolve(
-            self, spec: JobSpec, name: str | None = None, now: datetime | None = None
-        ) -> NewJob: ...
+        def _resolver(
+            self, now: datetime | None = None, defaults: Mapping[str, Any] | None = None
+        ) -> Resolver: ...
 
     def workflow(
         self,
@@ -90,7 +89,7 @@ class DurableRuns:
         payload = {} if input is None else input
         if not isinstance(payload, dict):
             raise ValidationError("A workflow's input must be a JSON object")
-        job = self._resolve(JobSpec(name, payload, JobOptions(retries=RUN_RETRIES, **options)))
+        job = self._resolver()(name, payload, JobOptions(retries=RUN_RETRIES, **options))
         deadline = None if wf.timeout is None else job.created_at + timedelta(seconds=wf.timeout)
         run_id = stored.create(self.store, job, name, wf.version, payload, idempotency_key,
                                deadline, self.max_dependency_depth)  # fmt: skip

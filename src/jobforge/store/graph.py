@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.errors import InvalidTransition, JobNotFound, ValidationError
-from jobforge.jobs import Job, JobStatus, as_uuid, readable_id
+from jobforge.jobs import Job, JobStatus, NewEdge, as_uuid, new_id, readable_id
 from jobforge.store.deps_ops import SQLDepsOps
 from jobforge.workflows.records import EdgeRecord, WorkflowRecord, workflow_ref
 
@@ -147,7 +147,7 @@ def add_edge(
     if parent_id == child_id:
         ref = readable_id(parent_id)
         raise deps.CycleError(f"Circular dependency detected: {ref} -> {ref}")
-    edge_id = uuid.uuid4()
+    edge_id = new_id()
     with store._tx() as cur:
         ops = SQLDepsOps(store, cur)
         found = ops.lock_parents([parent_id, child_id])
@@ -174,10 +174,8 @@ def add_edge(
                 f"Circular dependency detected: {child.label} -> ... -> {parent.label}"
                 f" -> {child.label}"
             )
-        store._run(
-            cur, "insert_edge", id=edge_id, parent_id=parent_id, child_id=child_id,
-            kind=k.value, condition=cond, workflow_id=child.workflow_id,
-        )  # fmt: skip
+        edge = NewEdge(edge_id, parent_id, child_id, k.value, cond, child.workflow_id)
+        store._insert_many(cur, "edges", store._edge_rows([edge]))
         store._run(cur, "add_pending_parent", id=child_id, depth=parent.depth + 1)
         parallel = [parent_id] if k == deps.EdgeKind.PARALLEL else []
         store._run(cur, "mark_parents", ids=[parent_id], parallel=parallel)

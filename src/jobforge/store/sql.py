@@ -47,6 +47,10 @@ Row = Any
 Cursor = Any
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 class SQLStore(ABC):
     """Shared implementation of the `Store` protocol."""
 
@@ -108,58 +112,45 @@ class SQLStore(ABC):
         clone._external = connection
         return clone
 
-    def _insert_many(self, cur: Cursor, table: str, rows: list[dict[str, Any]]) -> None:
+    def _insert_many(self, cur: Cursor, table: str, rows: list[tuple[Any, ...]]) -> None:
         """Insert rows of `jobs` or `edges` (drivers may use a faster bulk path)."""
         cur.executemany(self.q["insert_job" if table == "jobs" else "insert_edge"], rows)
 
-    # -- parameters for bulk inserts, without a per-value type check ---------------
-    def _p_id(self, value: uuid.UUID | None) -> Any:
-        return value
+    # -- positional rows for bulk inserts --------------------------------------------
+    # How the driver takes a (non-None) id and time: plain callables, no per-value checks.
+    _id_value: Callable[[uuid.UUID], Any] = staticmethod(_same)
+    _time_value: Callable[[datetime], Any] = staticmethod(_same)
 
-    def _p_time(self, value: datetime | None) -> Any:
-        return value
+    def _job_rows(self, jobs: Sequence[NewJob]) -> list[tuple[Any, ...]]:
+        """Jobs' values in the column order of `insert_job` and `copy_jobs`.
 
-    def _job_params(self, j: NewJob) -> dict[str, Any]:
-        t, i = self._p_time, self._p_id
-        return {
-            "id": i(j.id),
-            "type": j.type,
-            "queue": j.queue,
-            "status": j.status.value,
-            "payload": j.payload_json,
-            "priority": j.priority,
-            "scheduled_at": t(j.scheduled_at),
-            "max_attempts": j.max_attempts,
-            "timeout": j.timeout,
-            "tenant_id": j.tenant_id,
-            "trace_id": j.trace_id,
-            "correlation_id": j.correlation_id,
-            "retry_backoff": j.retry_backoff,
-            "retry_backoff_max": j.retry_backoff_max,
-            "created_at": t(j.created_at),
-            "workflow_id": i(j.workflow_id),
-            "name": j.name,
-            "optional": j.optional,
-            "dependency_deadline": t(j.dependency_deadline),
-            "dependency_status": j.dependency_status,
-            "pending_parents": j.pending_parents,
-            "depth": j.depth,
-            "has_parallel_children": j.has_parallel_children,
-            "has_children": j.has_children,
-            "unique_key": j.unique_key,
-        }
+        Positional: SQLite binds a tuple at about half the cost of named parameters.
+        """
+        i, t = self._id_value, self._time_value
+        return [
+            (
+                i(j.id), j.type, j.queue, j.status.value, j.payload_json, j.priority,
+                t(j.scheduled_at), j.max_attempts, j.timeout, j.tenant_id, j.trace_id,
+                j.correlation_id, j.retry_backoff, j.retry_backoff_max, t(j.created_at),
+                None if j.workflow_id is None else i(j.workflow_id), j.name, j.optional,
+                None if j.dependency_deadline is None else t(j.dependency_deadline),
+                j.dependency_status, j.pending_parents, j.depth, j.has_parallel_children,
+                j.has_children, j.unique_key, t(j.created_at),
+            )
+            for j in jobs
+        ]  # fmt: skip
 
-    def _edge_params(self, e: NewEdge, now: datetime) -> dict[str, Any]:
-        i = self._p_id
-        return {
-            "now": self._p_time(now),
-            "id": i(e.id),
-            "parent_id": i(e.parent_id),
-            "child_id": i(e.child_id),
-            "kind": e.kind,
-            "condition": e.condition,
-            "workflow_id": i(e.workflow_id),
-        }
+    def _edge_rows(self, edges: Sequence[NewEdge]) -> list[tuple[Any, ...]]:
+        """Edges' values in the column order of `insert_edge` and `copy_edges`."""
+        i = self._id_value
+        now = self._time_value(utcnow())
+        return [
+            (
+                i(e.id), i(e.parent_id), i(e.child_id), e.kind, e.condition,
+                None if e.workflow_id is None else i(e.workflow_id), now,
+            )
+            for e in edges
+        ]  # fmt: skip
 
     # -- jobs ----------------------------------------------------------------------
     def insert_jobs(
@@ -198,16 +189,17 @@ class SQLStore(ABC):
         max_depth: int,
     ) -> None:
         ops = SQLDepsOps(self, cur)
-        new_ids = {j.id for j in jobs}
-        outside = sorted({e.parent_id for e in edges} - new_ids)
-        existing = ops.lock_parents(outside) if outside else {}
-        ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
+        existing: dict[uuid.UUID, deps.ParentInfo] = {}
+        ready_parents: list[deps.Settled] = []
+        if edges:
+            outside = sorted({e.parent_id for e in edges} - {j.id for j in jobs})
+            existing = ops.lock_parents(outside) if outside else {}
+            ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
         if workflow is not None:
             self._run(cur, "insert_workflow", **workflow.params())
-        self._insert_many(cur, "jobs", [self._job_params(j) for j in jobs])
+        self._insert_many(cur, "jobs", self._job_rows(jobs))
         if edges:
-            now = utcnow()
-            self._insert_many(cur, "edges", [self._edge_params(e, now) for e in edges])
+            self._insert_many(cur, "edges", self._edge_rows(edges))
             if existing:
                 parallel = [e.parent_id for e in edges if e.kind == "parallel"]
                 self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)
@@ -355,7 +347,7 @@ class SQLStore(ABC):
         parked = [o for o in outcomes if o.parks_run]
         if parked:  # ordered against send_event / cancel on the same run, see rewake
             self._lock_keys(cur, sorted(f"run:{o.id}" for o in parked))
-        i, t = self._p_id, self._p_time
+        i, t = self._id_value, self._time_value
         rows = [
             {
                 "id": i(o.id),
@@ -363,7 +355,7 @@ class SQLStore(ABC):
                 "status": o.status.value,
                 "result": o.result_json,
                 "errors": None if o.errors is None else json.dumps(o.errors),
-                "scheduled_at": t(o.scheduled_at),
+                "scheduled_at": None if o.scheduled_at is None else t(o.scheduled_at),
                 "attempt_delta": o.attempt_delta,
                 "progress": o.progress,
                 "result_url": o.result_url,

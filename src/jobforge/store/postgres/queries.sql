@@ -1,10 +1,11 @@
 -- Named queries for PostgreSQL. The server's clock is the one clock for every machine.
 
 -- name: insert_job
+-- Positional, in the column order of SQLStore._job_row (COPY uses the same).
 INSERT INTO jobforge_jobs (
     id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, unique_key, updated_at
 ) VALUES (
-    %(id)s, %(type)s, %(queue)s, %(status)s, %(payload)s::jsonb, %(priority)s, %(scheduled_at)s, %(max_attempts)s, %(timeout)s, %(tenant_id)s, %(trace_id)s, %(correlation_id)s, %(retry_backoff)s, %(retry_backoff_max)s, %(created_at)s, %(workflow_id)s, %(name)s, %(optional)s, %(dependency_deadline)s, %(dependency_status)s, %(pending_parents)s, %(depth)s, %(has_parallel_children)s, %(has_children)s, %(unique_key)s, %(created_at)s
+    %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s
 )
 
 -- name: notify
@@ -118,9 +119,9 @@ DELETE FROM jobforge_workers WHERE last_seen_at < now() - make_interval(secs => 
 -- == dependencies =================================================================
 
 -- name: insert_edge
-INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, status, workflow_id, created_at)
-VALUES (%(id)s, %(parent_id)s, %(child_id)s, %(kind)s, %(condition)s, 'pending', %(workflow_id)s,
-        now())
+-- Positional, in the column order of SQLStore._edge_row.
+INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
 
 -- name: lock_jobs
 -- FOR SHARE: a parent cannot finish while its new child's edges are being written, so the
@@ -356,13 +357,20 @@ WHERE j.id = u.id AND j.status = 'running' AND j.lease_token = u.token
 RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name, j.has_children
 
 -- name: copy_jobs
--- Bulk path for large batches (COPY is several times faster than INSERT).
+-- Bulk path for large batches (COPY is several times faster than INSERT), in the column
+-- order of SQLStore._job_rows.
 COPY jobforge_jobs (
     id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, unique_key, updated_at
-) FROM STDIN
+) FROM STDIN (FORMAT BINARY)
 
 -- name: copy_edges
-COPY jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at) FROM STDIN
+COPY jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at)
+FROM STDIN (FORMAT BINARY)
+
+-- name: column_types
+-- The types of a table's columns, for binary COPY.
+SELECT attname AS name, atttypid::int AS oid FROM pg_attribute
+WHERE attrelid = %(table)s::regclass AND attnum > 0 AND NOT attisdropped
 
 -- name: lock_keys
 -- Transaction-scoped locks on names (unique keys, limit scopes), taken in sorted order.

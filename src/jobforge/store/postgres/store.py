@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -23,6 +27,7 @@ log = logging.getLogger("jobforge.store.postgres")
 CHANNEL = "jobforge_jobs"
 COPY_THRESHOLD = 200  # rows; below it INSERT's fewer round trips win
 MIGRATION_LOCK = 0x6A6F62666F726765  # "jobforge": serialises concurrent migrators
+_COPY = re.compile(r"^COPY\s+(\w+)\s*\(([^)]*)\)", re.MULTILINE)
 
 
 class PostgresStore(SQLStore):
@@ -40,6 +45,7 @@ class PostgresStore(SQLStore):
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailable(f"Cannot connect to PostgreSQL: {reason}") from None
+        self._copy_type_cache: dict[str, list[int]] = {}
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max_connections, open=True, name="jobforge",
             kwargs={"autocommit": False},
@@ -63,17 +69,28 @@ class PostgresStore(SQLStore):
         with self._tx() as cur:
             yield cur
 
-    def _insert_many(self, cur: Cursor, table: str, rows: list[dict[str, Any]]) -> None:
+    def _insert_many(self, cur: Cursor, table: str, rows: list[tuple[Any, ...]]) -> None:
         if len(rows) < COPY_THRESHOLD:
             super()._insert_many(cur, table, rows)
             return
         query = self.q["copy_jobs" if table == "jobs" else "copy_edges"]
-        columns = _copy_columns(query)
+        # Binary COPY: values need no text formatting here nor parsing on the server.
+        types = self._copy_types(cur, query)
+        cur.adapters.register_dumper(None, JsonTextDumper)
         with cur.copy(query) as copy:
+            copy.set_types(types)
             for row in rows:
-                row.setdefault("updated_at", row.get("created_at"))
-                row.setdefault("created_at", row.get("now"))
-                copy.write_row([row[c] for c in columns])
+                copy.write_row(row)
+
+    def _copy_types(self, cur: Cursor, query: str) -> list[int]:
+        """The types of a COPY's columns, read from the catalog once per store."""
+        types = self._copy_type_cache.get(query)
+        if types is None:
+            table, columns = _copy_target(query)
+            rows = self._run(cur, "column_types", table=table).fetchall()
+            oid = {r["name"]: r["oid"] for r in rows}
+            types = self._copy_type_cache[query] = [oid[c] for c in columns]
+        return types
 
     def _lock_keys(self, cur: Cursor, keys: list[str]) -> None:
         self._run(cur, "lock_keys", keys=keys).fetchall()
@@ -220,8 +237,22 @@ class PgListener:
         self._stop.set()
 
 
-def _copy_columns(query: str) -> list[str]:
-    """The column list of a `COPY table (a, b, ...) FROM STDIN` query."""
-    start = query.index("(", query.index("COPY"))
-    inner = query[start + 1 : query.index(")", start)]
-    return [c.strip() for c in inner.split(",")]
+class JsonTextDumper(Dumper):
+    """Binary jsonb from text that is already JSON (payloads are encoded and checked once).
+
+    Registered for no Python type: binary COPY picks it by the column's type alone.
+    """
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + str(obj).encode()  # jsonb's binary format: version 1, then the text
+
+
+def _copy_target(query: str) -> tuple[str, list[str]]:
+    """The table and column list of a `COPY table (a, b, ...) FROM STDIN` query."""
+    m = _COPY.search(query)
+    if m is None:
+        raise ValueError(f"not a COPY ... FROM STDIN query: {query!r}")
+    return m.group(1), [c.strip() for c in m.group(2).split(",")]

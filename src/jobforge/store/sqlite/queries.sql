@@ -1,10 +1,11 @@
 -- Named queries for SQLite. Times are unix epoch seconds; lists are JSON arrays.
 
 -- name: insert_job
+-- Positional, in the column order of SQLStore._job_row (COPY uses the same).
 INSERT INTO jobforge_jobs (
     id, type, queue, status, payload, priority, scheduled_at, max_attempts, timeout, tenant_id, trace_id, correlation_id, retry_backoff, retry_backoff_max, created_at, workflow_id, name, optional, dependency_deadline, dependency_status, pending_parents, depth, has_parallel_children, has_children, unique_key, updated_at
 ) VALUES (
-    :id, :type, :queue, :status, :payload, :priority, :scheduled_at, :max_attempts, :timeout, :tenant_id, :trace_id, :correlation_id, :retry_backoff, :retry_backoff_max, :created_at, :workflow_id, :name, :optional, :dependency_deadline, :dependency_status, :pending_parents, :depth, :has_parallel_children, :has_children, :unique_key, :created_at
+    ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 )
 
 -- name: claim_jobs
@@ -101,8 +102,9 @@ DELETE FROM jobforge_workers WHERE last_seen_at < :now - :max_age
 -- Lists travel as JSON arrays; rows as JSON arrays of objects.
 
 -- name: insert_edge
-INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, status, workflow_id, created_at)
-VALUES (:id, :parent_id, :child_id, :kind, :condition, 'pending', :workflow_id, :now)
+-- Positional, in the column order of SQLStore._edge_row.
+INSERT INTO jobforge_edges (id, parent_id, child_id, kind, condition, workflow_id, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 
 -- name: lock_jobs
 SELECT id, type, name, status, result, started_at, workflow_id, depth, optional, tenant_id, has_children
