@@ -14,8 +14,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from jobforge import registry as reg
 from jobforge.errors import UnknownJobType, ValidationError
 from jobforge.jobs import NewEdge, NewJob, NewWorkflow, iso, new_id
@@ -62,6 +60,8 @@ class Schedule:
     def next_after(self, moment: datetime) -> datetime:
         """The first tick strictly after `moment`. When clocks go back, a wall-clock time
         that comes round again (02:00 twice) fires once, unless the hour field is `*`."""
+        from croniter import croniter  # on first use: it pulls in dateutil (0.1 s)
+
         local = moment.astimezone(zone(self.timezone))
         it = croniter(self.cron, local)
         tick: datetime = it.get_next(datetime)
@@ -76,6 +76,8 @@ class Schedule:
         Missed ticks (a worker was down) collapse into the latest one unless `catch_up`,
         which fires each of them in order (at most MAX_CATCH_UP per pass).
         """
+        from croniter import croniter
+
         assert self.next_run_at is not None
         if not self.catch_up:
             latest = croniter(self.cron, (now + timedelta(microseconds=1)).astimezone(
@@ -124,6 +126,8 @@ class Schedule:
 
 def parse_cron(expr: str) -> str:
     fields = expr.split()
+    from croniter import croniter
+
     if len(fields) != 5 or not croniter.is_valid(expr):
         raise ValidationError(
             f"Invalid cron expression {expr!r}: expected 5 fields"

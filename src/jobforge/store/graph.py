@@ -69,7 +69,7 @@ def _workflow_record(store: SQLStore, r: Row, counts: dict[str, int]) -> Workflo
 
 # -- reads ------------------------------------------------------------------------------------
 def get_workflow(store: SQLStore, workflow_id: uuid.UUID) -> WorkflowRecord | None:
-    with store._read() as cur:
+    with store._autocommit() as cur:
         row = store._run(cur, "get_workflow", id=workflow_id).fetchone()
         if row is None:
             return None
@@ -81,7 +81,7 @@ def get_workflow(store: SQLStore, workflow_id: uuid.UUID) -> WorkflowRecord | No
 
 
 def list_workflows(store: SQLStore, status: str | None, limit: int) -> list[WorkflowRecord]:
-    with store._read() as cur:
+    with store._autocommit() as cur:
         rows = store._run(cur, "list_workflows", status=status, limit=limit).fetchall()
         out = []
         for row in rows:
@@ -103,7 +103,7 @@ def workflow_edges(store: SQLStore, workflow_id: uuid.UUID) -> list[EdgeRecord]:
 
 def job_edges(store: SQLStore, job_id: uuid.UUID) -> tuple[list[EdgeRecord], list[EdgeRecord]]:
     """(edges from its parents, edges to its children)."""
-    with store._read() as cur:
+    with store._autocommit() as cur:
         into = store._run(cur, "edges_into", id=job_id).fetchall()
         out = store._run(cur, "edges_from", id=job_id).fetchall()
     return [edge_record(store, r) for r in into], [edge_record(store, r) for r in out]

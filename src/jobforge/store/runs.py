@@ -128,7 +128,7 @@ def save_step(
     """Record a step while this worker's claim holds: (saved, cancel requested?). Not saved:
     the run was taken from this worker. The cancel request comes back with the write, so a
     running run sees `cancel_run` at its next step without a read of its own."""
-    with store._tx() as cur:
+    with store._autocommit() as cur:  # one statement: one round trip, one commit
         saved = store._run(
             cur, "save_step", run_id=run_id, token=token, name=step.name,
             status=step.status.value, seq=step.seq, input=_json(step.input),

@@ -70,8 +70,9 @@ class SQLStore(ABC):
         """A cursor inside one write transaction, committed on success."""
 
     @abstractmethod
-    def _read(self) -> AbstractContextManager[Cursor]:
-        """A cursor for reads that take no write lock."""
+    def _autocommit(self) -> AbstractContextManager[Cursor]:
+        """A cursor whose statements are each their own transaction: reads (no write lock
+        held between them) and single-statement writes."""
 
     @abstractmethod
     def _adapt(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +104,7 @@ class SQLStore(ABC):
         return cur
 
     def _select(self, query: str, /, **params: Any) -> list[Row]:
-        with self._read() as cur:
+        with self._autocommit() as cur:
             return list(self._run(cur, query, **params).fetchall())
 
     def bound(self, connection: Any) -> SQLStore:

@@ -108,7 +108,8 @@ class SQLiteStore(SQLStore):
         conn.execute("COMMIT")
 
     @contextmanager
-    def _read(self) -> Iterator[Cursor]:
+    def _autocommit(self) -> Iterator[Cursor]:
+        """Statements that are each their own (implicit) transaction: reads, single writes."""
         if self._external is not None:
             with self._tx() as cur:
                 yield cur
