@@ -295,7 +295,10 @@ class SQLStore(ABC):
                 if (row["has_children"] or row["workflow_id"]) and JobStatus(
                     row["status"]
                 ).is_terminal:
-                    settled.append(ops._settled(row))
+                    done = ops._settled(row)
+                    if row["pending_edges"] is not None:
+                        ops.know_edges(done.id, self._decode_json(row["pending_edges"]))
+                    settled.append(done)
         if settled:
             deps.settle(ops, settled)
         return applied
