@@ -26,6 +26,7 @@ from jobforge.jobs import (
     NewJob,
     NewWorkflow,
     as_uuid,
+    gc_paused,
     iso,
     readable_id,
     utcnow,
@@ -172,19 +173,25 @@ class SQLStore(ABC):
         """
         if not jobs:
             return
+        outside = sorted({e.parent_id for e in edges} - {j.id for j in jobs}) if edges else []
+        if not outside:  # nothing to lock: plan and build the rows before taking the lock
+            with gc_paused():
+                if edges:
+                    deps.plan_insert(jobs, edges, {}, max_depth)
+                rows = self._job_rows(jobs), self._edge_rows(edges)
         with self._tx() as cur:
             ops = SQLDepsOps(self, cur)
             existing: dict[uuid.UUID, deps.ParentInfo] = {}
             ready_parents: list[deps.Settled] = []
-            if edges:
-                outside = sorted({e.parent_id for e in edges} - {j.id for j in jobs})
-                existing = ops.lock_parents(outside) if outside else {}
+            if outside:
+                existing = ops.lock_parents(outside)
                 ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
+                rows = self._job_rows(jobs), self._edge_rows(edges)
             if workflow is not None:
                 self._run(cur, "insert_workflow", **workflow.params())
-            self._insert_many(cur, "jobs", self._job_rows(jobs))
+            self._insert_many(cur, "jobs", rows[0])
             if edges:
-                self._insert_many(cur, "edges", self._edge_rows(edges))
+                self._insert_many(cur, "edges", rows[1])
                 if existing:
                     parallel = [e.parent_id for e in edges if e.kind == "parallel"]
                     self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)
