@@ -28,6 +28,7 @@ from jobforge.jobs import (
     NewEdge,
     NewJob,
     PayloadEncoder,
+    gc_paused,
     new_id,
     new_ids,
     parse_job_ref,
@@ -336,12 +337,13 @@ class Forge(DurableRuns):
         """Validate every job first, then write them all in one transaction."""
         rows: list[NewJob] = []
         edges: list[NewEdge] = []
-        resolve = self._resolver()
-        for spec in specs:
-            job = resolve(spec.type, spec.payload, spec.options)
-            rows.append(job)
-            if spec.options.depends_on:
-                edges.extend(self._edges(job, spec.options))
+        with gc_paused():
+            resolve = self._resolver()
+            for spec in specs:
+                job = resolve(spec.type, spec.payload, spec.options)
+                rows.append(job)
+                if spec.options.depends_on:
+                    edges.extend(self._edges(job, spec.options))
         store = self.store if connection is None else self.store.bound(connection)
         ids = store.insert_jobs(rows, edges, max_depth=self.max_dependency_depth)
         for wake in self.on_enqueue:
@@ -527,7 +529,8 @@ class Forge(DurableRuns):
     # -- workflows -------------------------------------------------------------------------
     def enqueue_workflow(self, wf: Workflow) -> str:
         """Validate, then write the workflow, its jobs and edges in one transaction."""
-        workflow, jobs, edges = build_rows(self, wf)
+        with gc_paused():
+            workflow, jobs, edges = build_rows(self, wf)
         self.store.insert_jobs(jobs, edges, workflow, max_depth=self.max_dependency_depth)
         for wake in self.on_enqueue:
             wake()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import threading
 import uuid
 from _json import encode_basestring_ascii, make_encoder
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -78,6 +82,35 @@ def new_ids(n: int) -> list[uuid.UUID]:
         set_slot(u, "is_safe", uuid.SafeUUID.unknown)
         out.append(u)
     return out
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while an enqueue builds its rows (no I/O inside).
+
+    A bulk enqueue allocates objects that all stay alive, so every full collection
+    meanwhile rescans them all for nothing: ~1 s of a 100,000-job workflow. Reference
+    counting still frees everything as usual. Concurrent and nested pauses are counted;
+    the last one out restores the collector as the first one found it.
+    """
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def as_uuid(value: Any) -> uuid.UUID:

@@ -45,7 +45,7 @@ def test_sigterm_finishes_the_running_job_and_releases_prefetched(
 
     # The released jobs are runnable as ever.
     again = workers.start(db_url, "--burst", "--poll-interval", "0.1")
-    assert again.wait(20) == 0
+    assert again.wait(20) == 0, again.log
     assert status_counts(db_url) == {"succeeded": 3}
     for job_id in ids:
         job = forge.get_job(job_id)

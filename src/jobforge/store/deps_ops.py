@@ -39,6 +39,8 @@ class SQLDepsOps:
         self.store = store
         self.cur = cur
         self.released: list[tuple[str, str]] = []  # (queue, type) of every job released
+        # Pending edges read with their parent's outcome; good until an edge is written.
+        self._known_edges: dict[uuid.UUID, list[EdgeRow]] = {}
 
     def _all(self, name: str, **params: Any) -> list[Row]:
         return list(self.store._run(self.cur, name, **params).fetchall())
@@ -67,8 +69,24 @@ class SQLDepsOps:
             )  # fmt: skip
         return out
 
+    def know_edges(self, parent_id: uuid.UUID, edges: Sequence[Sequence[Any]]) -> None:
+        """Pending edges of `parent_id` as [id, kind, condition, child_id], read already."""
+        self._known_edges[parent_id] = [
+            EdgeRow(as_uuid(e[0]), parent_id, as_uuid(e[3]), EdgeKind(e[1]), e[2]) for e in edges
+        ]
+
     def pending_edges_from(self, parent_ids: Sequence[uuid.UUID]) -> list[EdgeRow]:
-        return [
+        found: list[EdgeRow] = []
+        rest = []
+        for p in parent_ids:
+            edges = self._known_edges.pop(p, None)
+            if edges is None:
+                rest.append(p)
+            else:
+                found.extend(edges)
+        if not rest:
+            return found
+        return found + [
             EdgeRow(
                 as_uuid(r["id"]),
                 as_uuid(r["parent_id"]),
@@ -76,10 +94,11 @@ class SQLDepsOps:
                 EdgeKind(r["kind"]),
                 r["condition"],
             )
-            for r in self._all("pending_edges_from", ids=list(parent_ids))
+            for r in self._all("pending_edges_from", ids=rest)
         ]
 
     def set_edges(self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]]) -> None:
+        self._known_edges.clear()
         rows = ({"id": str(i), "status": s.value, "resolved_by": by} for i, s, by in updates)
         self.store._run(self.cur, "set_edges", rows=_rows_json(rows))
 
@@ -109,6 +128,7 @@ class SQLDepsOps:
         return skipped
 
     def cancel_edges_into(self, ids: Sequence[uuid.UUID], by: str) -> None:
+        self._known_edges.clear()
         self.store._run(self.cur, "cancel_edges_into", ids=list(ids), by=by)
 
     def workflows(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, WorkflowState]:
@@ -128,6 +148,7 @@ class SQLDepsOps:
 
     def cancel_workflow_jobs(self, workflow_id: uuid.UUID, reason: str) -> list[Settled]:
         """Cancel the jobs not yet started; ask running ones to stop cooperatively."""
+        self._known_edges.clear()
         rows = self._all("cancel_workflow_jobs", id=workflow_id, reason=reason)
         self.store._run(self.cur, "request_cancel_running", id=workflow_id)
         self.store._run(self.cur, "cancel_workflow_edges", id=workflow_id)

@@ -26,6 +26,7 @@ from jobforge.jobs import (
     NewJob,
     NewWorkflow,
     as_uuid,
+    gc_paused,
     iso,
     readable_id,
     utcnow,
@@ -66,8 +67,14 @@ class SQLStore(ABC):
 
     # -- driver hooks -------------------------------------------------------------
     @abstractmethod
-    def _tx(self) -> AbstractContextManager[Cursor]:
-        """A cursor inside one write transaction, committed on success."""
+    def _tx(self, pipelined: bool = False) -> AbstractContextManager[Cursor]:
+        """A cursor inside one write transaction, committed on success.
+
+        `pipelined`: the driver may hold statements whose results nobody reads (BEGIN, an
+        UPDATE without RETURNING) and send them with the next one whose results are read:
+        fewer round trips. Errors then surface at that later statement, still inside the
+        transaction. Not for COPY.
+        """
 
     @abstractmethod
     def _autocommit(self) -> AbstractContextManager[Cursor]:
@@ -170,16 +177,24 @@ class SQLStore(ABC):
         """
         if not jobs:
             return []
-        with self._tx() as cur:
-            same: dict[uuid.UUID, uuid.UUID] = {}
-            if any(j.unique_key for j in jobs):
+        if any(j.unique_key for j in jobs):  # the keys must be locked before deciding
+            with self._tx() as cur:
                 same = self._dedupe(cur, jobs)
-            kept = [j for j in jobs if j.id not in same] if same else jobs
-            if same:
-                edges = [e for e in edges if e.child_id not in same]
-            if kept:
-                self._insert_new(cur, kept, edges, workflow, max_depth)
-        return [same.get(j.id, j.id) for j in jobs]
+                kept = [j for j in jobs if j.id not in same]
+                if kept:
+                    edges = [e for e in edges if e.child_id not in same]
+                    self._insert_new(cur, kept, edges, workflow, max_depth)
+            return [same.get(j.id, j.id) for j in jobs]
+        rows = None
+        if not edges or not ({e.parent_id for e in edges} - {j.id for j in jobs}):
+            # Nothing to lock: plan and build the rows before taking the write lock.
+            with gc_paused():
+                if edges:
+                    deps.plan_insert(jobs, edges, {}, max_depth)
+                rows = self._job_rows(jobs), self._edge_rows(edges)
+        with self._tx() as cur:
+            self._insert_new(cur, jobs, edges, workflow, max_depth, rows)
+        return [j.id for j in jobs]
 
     def _insert_new(
         self,
@@ -188,19 +203,24 @@ class SQLStore(ABC):
         edges: Sequence[NewEdge],
         workflow: NewWorkflow | None,
         max_depth: int,
+        rows: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] | None = None,
     ) -> None:
+        """Write new jobs and edges in the caller's transaction (`rows`: already planned)."""
         ops = SQLDepsOps(self, cur)
         existing: dict[uuid.UUID, deps.ParentInfo] = {}
         ready_parents: list[deps.Settled] = []
-        if edges:
+        if rows is None:
             outside = sorted({e.parent_id for e in edges} - {j.id for j in jobs})
-            existing = ops.lock_parents(outside) if outside else {}
-            ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
+            if outside:
+                existing = ops.lock_parents(outside)
+            if edges:
+                ready_parents = deps.plan_insert(jobs, edges, existing, max_depth)
+            rows = self._job_rows(jobs), self._edge_rows(edges)
         if workflow is not None:
             self._run(cur, "insert_workflow", **workflow.params())
-        self._insert_many(cur, "jobs", self._job_rows(jobs))
+        self._insert_many(cur, "jobs", rows[0])
         if edges:
-            self._insert_many(cur, "edges", self._edge_rows(edges))
+            self._insert_many(cur, "edges", rows[1])
             if existing:
                 parallel = [e.parent_id for e in edges if e.kind == "parallel"]
                 self._run(cur, "mark_parents", ids=list(existing), parallel=parallel)
@@ -306,7 +326,7 @@ class SQLStore(ABC):
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate] = ()
     ) -> list[uuid.UUID]:
         """Record many attempt outcomes in one transaction; returns the ids that applied."""
-        with self._tx() as cur:
+        with self._tx(pipelined=True) as cur:
             ops = SQLDepsOps(self, cur)
             applied = self._finish(cur, ops, outcomes, progress)
             self._notify(cur, {queue for queue, _ in ops.released})
@@ -323,7 +343,7 @@ class SQLStore(ABC):
         The children those outcomes released are claimed at once by the worker that
         finished their parent: a chain advances without a second commit or a wake-up.
         """
-        with self._tx() as cur:
+        with self._tx(pipelined=True) as cur:
             ops = SQLDepsOps(self, cur)
             applied = self._finish(cur, ops, outcomes, progress)
             claimed = self._claim(cur, claim) if claim is not None and claim.limit > 0 else []
@@ -371,7 +391,10 @@ class SQLStore(ABC):
                 if (row["has_children"] or row["workflow_id"]) and JobStatus(
                     row["status"]
                 ).is_terminal:
-                    settled.append(ops._settled(row))
+                    done = ops._settled(row)
+                    if row["pending_edges"] is not None:
+                        ops.know_edges(done.id, self._decode_json(row["pending_edges"]))
+                    settled.append(done)
         if settled:
             deps.settle(ops, settled)
         for o in parked:

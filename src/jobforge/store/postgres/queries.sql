@@ -354,7 +354,12 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(
     id uuid, token text, status text, result text, errors text, result_url text,
     scheduled_at timestamptz, attempt_delta int, progress int, terminal boolean)
 WHERE j.id = u.id AND j.status = 'running' AND j.lease_token = u.token
-RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name, j.has_children
+RETURNING j.id, j.queue, j.status, j.result, j.started_at, j.workflow_id, j.optional, j.name, j.has_children,
+    -- A parent's pending edges come back with it: settling it needs no second round trip.
+    CASE WHEN j.has_children THEN (
+        SELECT coalesce(jsonb_agg(jsonb_build_array(e.id, e.kind, e.condition, e.child_id)), '[]')
+        FROM jobforge_edges e WHERE e.parent_id = j.id AND e.status = 'pending'
+    ) END AS pending_edges
 
 -- name: copy_jobs
 -- Bulk path for large batches (COPY is several times faster than INSERT), in the column

@@ -344,7 +344,12 @@ FROM (SELECT value ->> 'id' AS id, value ->> 'token' AS token, value ->> 'status
 WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'running'
   AND jobforge_jobs.lease_token = u.token
 RETURNING jobforge_jobs.id, queue, jobforge_jobs.status, jobforge_jobs.result, started_at,
-          workflow_id, optional, name, has_children
+          workflow_id, optional, name, has_children,
+          -- A parent's pending edges come back with it (one statement fewer to settle it).
+          CASE WHEN has_children THEN (
+              SELECT json_group_array(json_array(e.id, e.kind, e.condition, e.child_id))
+              FROM jobforge_edges e WHERE e.parent_id = jobforge_jobs.id AND e.status = 'pending'
+          ) END AS pending_edges
 
 -- name: find_unique_jobs
 SELECT id, unique_key FROM jobforge_jobs
