@@ -65,14 +65,8 @@ class SQLStore(ABC):
 
     # -- driver hooks -------------------------------------------------------------
     @abstractmethod
-    def _tx(self, pipelined: bool = False) -> AbstractContextManager[Cursor]:
-        """A cursor inside one write transaction, committed on success.
-
-        `pipelined`: the driver may hold statements whose results nobody reads (BEGIN, an
-        UPDATE without RETURNING) and send them with the next one whose results are read:
-        fewer round trips. Errors then surface at that later statement, still inside the
-        transaction. Not for COPY.
-        """
+    def _tx(self) -> AbstractContextManager[Cursor]:
+        """A cursor inside one write transaction, committed on success."""
 
     @abstractmethod
     def _read(self) -> AbstractContextManager[Cursor]:
@@ -240,7 +234,7 @@ class SQLStore(ABC):
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate] = ()
     ) -> list[uuid.UUID]:
         """Record many attempt outcomes in one transaction; returns the ids that applied."""
-        with self._tx(pipelined=True) as cur:
+        with self._tx() as cur:
             ops = SQLDepsOps(self, cur)
             applied = self._finish(cur, ops, outcomes, progress)
             self._notify(cur, {queue for queue, _ in ops.released})
@@ -257,7 +251,7 @@ class SQLStore(ABC):
         The children those outcomes released are claimed at once by the worker that
         finished their parent: a chain advances without a second commit or a wake-up.
         """
-        with self._tx(pipelined=True) as cur:
+        with self._tx() as cur:
             ops = SQLDepsOps(self, cur)
             applied = self._finish(cur, ops, outcomes, progress)
             claimed = self._claim(cur, claim) if claim is not None and claim.limit > 0 else []
