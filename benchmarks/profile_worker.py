@@ -68,8 +68,8 @@ class SQLTimer:
             return out
 
         @contextmanager
-        def timed_tx(pipelined: bool = False) -> Iterator[Any]:
-            cm: AbstractContextManager[Any] = orig_tx(pipelined)
+        def timed_tx() -> Iterator[Any]:
+            cm: AbstractContextManager[Any] = orig_tx()
             t0 = time.perf_counter()
             cur = cm.__enter__()
             t1 = time.perf_counter()

@@ -175,7 +175,7 @@ def add_edge(
                 f" -> {child.label}"
             )
         edge = NewEdge(edge_id, parent_id, child_id, k.value, cond, child.workflow_id)
-        store._insert_many(cur, "edges", store._edge_rows([edge]))
+        store._insert_many(cur, "edges", store._edge_rows([edge], {}))
         store._run(cur, "add_pending_parent", id=child_id, depth=parent.depth + 1)
         parallel = [parent_id] if k == deps.EdgeKind.PARALLEL else []
         store._run(cur, "mark_parents", ids=[parent_id], parallel=parallel)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import threading
@@ -53,15 +52,13 @@ class PostgresStore(SQLStore):
         )  # fmt: skip
 
     @contextmanager
-    def _tx(self, pipelined: bool = False) -> Iterator[Cursor]:
+    def _tx(self) -> Iterator[Cursor]:
         if self._external is not None:
             with self._external.cursor(row_factory=dict_row) as cur:
                 yield cur
             return
         with (
             self.pool.connection() as conn,
-            # Pipeline mode outside the transaction: BEGIN travels with the first query.
-            conn.pipeline() if pipelined else contextlib.nullcontext(),
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
         ):

@@ -92,7 +92,7 @@ class SQLiteStore(SQLStore):
         return conn
 
     @contextmanager
-    def _tx(self, pipelined: bool = False) -> Iterator[Cursor]:
+    def _tx(self) -> Iterator[Cursor]:
         if self._external is not None:
             cur = self._external.cursor()
             cur.row_factory = sqlite3.Row
