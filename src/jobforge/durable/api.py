@@ -22,8 +22,9 @@ from jobforge.tasks import JobDefinition, JobOptions
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from jobforge.app import Forge, Resolver
+    from jobforge.app import Forge
     from jobforge.context import JobContext
+    from jobforge.resolve import Resolver
     from jobforge.store.sql import SQLStore
 
 F = TypeVar("F", bound=Callable[..., Any])
