@@ -3,12 +3,10 @@ real worker on both backends, against a small reference model of the dependency 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobforge import Dependency, Forge, JobContext, JobSpec, Worker, WorkerConfig, Workflow
+from jobforge import Dependency, Forge, JobContext, JobSpec, Worker, Workflow, testing
 from jobforge.conditions import compile_condition
 from jobforge.deps import CycleError, check_graph
 
@@ -114,32 +112,9 @@ def as_workflow(nodes: list[Node]) -> Workflow:
     return wf
 
 
-@contextmanager
-def worker_running(app: Forge, **config: Any) -> Iterator[Worker]:
-    """A non-burst worker on its own thread and event loop for the duration of the block."""
-    worker = Worker(app, WorkerConfig(**{"poll_interval": 0.05, "grace_period": 5.0, **config}))
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(worker.run())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="test-worker", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while worker._loop is None:
-        assert time.monotonic() < deadline, "worker did not start"
-        time.sleep(0.01)
-    try:
-        yield worker
-    finally:
-        worker._loop.call_soon_threadsafe(worker.request_stop)
-        thread.join(15)
-        assert not thread.is_alive(), "worker did not stop"
-        if errors:
-            raise errors[0]
+def worker_running(app: Forge, **config: Any) -> AbstractContextManager[Worker]:
+    """A non-burst worker on its own thread for the duration of the block."""
+    return testing.worker_running(app, **{"poll_interval": 0.05, **config})
 
 
 def test_random_dags_follow_the_rules(app: Forge) -> None:

@@ -9,8 +9,8 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -26,8 +26,8 @@ from jobforge import (
     StepFailed,
     ValidationError,
     Worker,
-    WorkerConfig,
     Workflow,
+    testing,
 )
 from jobforge.durable.records import RUN_FINISHED, RunRecord
 from jobforge.testing import run_until_idle
@@ -48,31 +48,9 @@ def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "cond
         time.sleep(0.02)
 
 
-@contextmanager
-def worker_running(app: Forge, **config: Any) -> Iterator[Worker]:
-    """A non-burst worker on its own thread and event loop for the duration of the block."""
-    worker = Worker(app, WorkerConfig(**{**FAST, "grace_period": 5.0, **config}))
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(worker.run())
-        except BaseException as exc:  # surfaced in the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="test-worker", daemon=True)
-    thread.start()
-    wait_until(lambda: worker._loop is not None, what="worker start")
-    try:
-        yield worker
-    finally:
-        loop = worker._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(worker.request_stop)
-        thread.join(15)
-        assert not thread.is_alive(), "worker did not stop"
-        if errors:
-            raise errors[0]
+def worker_running(app: Forge, **config: Any) -> AbstractContextManager[Worker]:
+    """A non-burst worker on its own thread for the duration of the block."""
+    return testing.worker_running(app, **{**FAST, **config})
 
 
 def finished(app: Forge, run_id: str) -> Callable[[], RunRecord | None]:

@@ -4,7 +4,6 @@ limit are unaffected, and that workers of two apps on one database share the lim
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -15,9 +14,9 @@ from typing import Any
 
 import psycopg
 
-from jobforge import Forge, Job, JobContext, JobStatus, Worker, WorkerConfig
+from jobforge import Forge, Job, JobContext, JobStatus
 from jobforge.store.base import ClaimParams
-from jobforge.testing import run_until_idle
+from jobforge.testing import run_until_idle, worker_running
 from jobforge.worker.worker import WorkerStats
 from tests.e2e.helpers import sql
 
@@ -301,33 +300,6 @@ def test_unlimited_jobs_run_at_full_concurrency_beside_limited_ones(app: Forge) 
     statuses = {j.job_id: j.status for j in of_type(app, "metered")}
     assert statuses.pop(first_metered) == JobStatus.SUCCEEDED
     assert list(statuses.values()) == [JobStatus.QUEUED], "the rate limit let a second through"
-
-
-@contextmanager
-def worker_running(app: Forge, **config: Any) -> Iterator[Worker]:
-    """A non-burst worker on its own thread and event loop for the duration of the block."""
-    worker = Worker(app, WorkerConfig(**{"grace_period": 5.0, **config}))
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(worker.run())
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    wait_until(lambda: worker._loop is not None, 10, "the worker to start")
-    try:
-        yield worker
-    finally:
-        loop = worker._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(worker.request_stop)
-        thread.join(15)
-        assert not thread.is_alive(), "worker did not stop"
-        if errors:
-            raise errors[0]
 
 
 # -- several workers --------------------------------------------------------------------------

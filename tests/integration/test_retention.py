@@ -5,12 +5,10 @@ prunes by itself."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from jobforge import (
     WorkerConfig,
     Workflow,
     WorkflowJob,
+    testing,
 )
 from jobforge.jobs import utcnow
 from jobforge.store import retention
@@ -448,31 +447,9 @@ def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-@contextmanager
-def worker_running(app: Forge, **config: Any) -> Iterator[Worker]:
-    """A non-burst worker on its own thread and event loop for the duration of the block."""
-    worker = Worker(app, WorkerConfig(**{**FAST, "grace_period": 5.0, **config}))
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(worker.run())
-        except BaseException as exc:  # surfaced in the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    wait_until(lambda: worker._loop is not None, 10, "the worker to start")
-    try:
-        yield worker
-    finally:
-        loop = worker._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(worker.request_stop)
-        thread.join(15)
-        assert not thread.is_alive(), "worker did not stop"
-        if errors:
-            raise errors[0]
+def worker_running(app: Forge, **config: Any) -> AbstractContextManager[Worker]:
+    """A non-burst worker on its own thread for the duration of the block."""
+    return testing.worker_running(app, **{**FAST, **config})
 
 
 def test_worker_prunes_finished_jobs_past_the_apps_retention(db_url: str) -> None:

@@ -3,14 +3,13 @@ branches, failure policies, cancel, retry, resume, stats, validation and graph e
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,9 @@ from jobforge import (
     UnknownJobType,
     ValidationError,
     Worker,
-    WorkerConfig,
     Workflow,
     WorkflowJob,
+    testing,
 )
 from jobforge.deps import CycleError, DependencyError, MissingDependency
 from jobforge.store.graph import WorkflowNotFound
@@ -72,31 +71,9 @@ def settled(app: Forge, ref: str) -> Callable[[], bool]:
     return lambda: wf_get(app, ref).completed_at is not None
 
 
-@contextmanager
-def worker_running(app: Forge, **config: Any) -> Iterator[Worker]:
-    """A non-burst worker on its own thread and event loop for the duration of the block."""
-    worker = Worker(app, WorkerConfig(**{**FAST, "grace_period": 5.0, **config}))
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(worker.run())
-        except BaseException as exc:  # surfaced in the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="test-worker", daemon=True)
-    thread.start()
-    wait_until(lambda: worker._loop is not None, what="worker start")
-    try:
-        yield worker
-    finally:
-        loop = worker._loop
-        assert loop is not None
-        loop.call_soon_threadsafe(worker.request_stop)
-        thread.join(15)
-        assert not thread.is_alive(), "worker did not stop"
-        if errors:
-            raise errors[0]
+def worker_running(app: Forge, **config: Any) -> AbstractContextManager[Worker]:
+    """A non-burst worker on its own thread for the duration of the block."""
+    return testing.worker_running(app, **{**FAST, **config})
 
 
 def run_until_settled(app: Forge, ref: str, **config: Any) -> None:
