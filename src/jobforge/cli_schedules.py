@@ -22,6 +22,11 @@ cli.add_typer(schedule_cli, name="schedule")
 NameArg = Annotated[str, typer.Argument(help="The schedule's name.")]
 
 
+def _table() -> Table:
+    return Table("name", "cron", "timezone", "target", "depends on", "state", "next run",
+                 "last run", "source")  # fmt: skip
+
+
 def _row(s: Schedule) -> list[str]:
     target = f"{s.target_kind} {s.target}"
     return [
@@ -41,8 +46,7 @@ def schedule_list(app_ref: AppOpt = None, db: DbOpt = None, as_json: JsonOpt = F
     if as_json:
         _dump([s.to_dict() for s in found])
         return
-    table = Table("name", "cron", "timezone", "target", "depends on", "state", "next run",
-                  "last run", "source")  # fmt: skip
+    table = _table()
     for s in found:
         table.add_row(*_row(s))
     out.print(table)
@@ -128,8 +132,7 @@ def _show(s: Schedule, as_json: bool) -> None:
     if as_json:
         _dump(s.to_dict())
         return
-    table = Table("name", "cron", "timezone", "target", "depends on", "state", "next run",
-                  "last run", "source")  # fmt: skip
+    table = _table()
     table.add_row(*_row(s))
     out.print(table)
     if s.payload and s.target_kind != "workflow":

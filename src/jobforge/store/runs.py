@@ -11,7 +11,14 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobforge.durable.records import RunRecord, RunStatus, StepRecord, StepStatus, run_ref
+from jobforge.durable.records import (
+    RUN_FINISHED,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    run_ref,
+)
 from jobforge.errors import InvalidTransition, JobNotFound
 from jobforge.jobs import RETRYABLE, NewJob, as_uuid, utcnow
 
@@ -147,8 +154,7 @@ def set_status(
     output: Any = None,
     error: dict[str, Any] | None = None,
 ) -> None:
-    finished = status in (RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.FAILED,
-                          RunStatus.CANCELLED)  # fmt: skip
+    finished = status in RUN_FINISHED
     with store._tx() as cur:
         store._run(
             cur, "set_run", id=run_id, status=status.value, current_step=current_step,

@@ -401,9 +401,6 @@ WHERE name = :name RETURNING name
 -- name: due_schedules
 SELECT * FROM jobforge_schedules WHERE NOT paused AND next_run_at <= :now ORDER BY next_run_at
 
--- name: next_schedule_due
-SELECT min(next_run_at) AS due FROM jobforge_schedules WHERE NOT paused
-
 -- name: insert_schedule_run
 -- The primary key (schedule, tick) lets exactly one worker fire a tick.
 INSERT INTO jobforge_schedule_runs (schedule, tick, job_id, workflow_id, note, created_at)
