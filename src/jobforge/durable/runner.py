@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobforge.durable.context import (
+    LostClaim,
     NonDeterminism,
     RunContext,
     RunInterrupted,
@@ -47,19 +48,19 @@ def drive(app: Forge, job_ctx: JobContext) -> Any:
             f" which this worker does not have: {exc}"
         )
         info = {"type": "NonDeterminism", "message": message}
-        stored.set_status(app.store, run.id, RunStatus.FAILED, error=info)
+        _status(app, job_ctx, RunStatus.FAILED, error=info)
         raise Fail(info["message"]) from None
     compensating = run.error if run.status == RunStatus.COMPENSATING else None
     ctx = RunContext(app, run, job_ctx, stored.steps(app.store, run.id), compensating)
     if compensating is None:
-        stored.set_status(app.store, run.id, RunStatus.RUNNING)
+        _status(app, job_ctx, RunStatus.RUNNING)
     try:
         output = _call(wf, ctx, run.input)
     except Suspend as s:
-        stored.set_status(app.store, run.id, RunStatus.WAITING, current_step=s.step)
+        _status(app, job_ctx, RunStatus.WAITING, current_step=s.step)
         raise Park(ctx.until_seconds(s.until), s.event) from None
     except NonDeterminism as exc:
-        stored.set_status(app.store, run.id, RunStatus.FAILED, error=error_info(exc))
+        _status(app, job_ctx, RunStatus.FAILED, error=error_info(exc))
         raise Fail(str(exc)) from None
     except RunInterrupted as exc:
         return _roll_back(app, ctx, exc.reason)
@@ -71,8 +72,15 @@ def drive(app: Forge, job_ctx: JobContext) -> Any:
         output = as_json(output, f"output of run {run.run_id}")
     except ValidationError as exc:
         return _roll_back(app, ctx, error_info(exc))
-    stored.set_status(app.store, run.id, RunStatus.COMPLETED, output=output)
+    _status(app, job_ctx, RunStatus.COMPLETED, output=output)
     return output
+
+
+def _status(app: Forge, job_ctx: JobContext, status: RunStatus, **fields: Any) -> None:
+    """Record the run's status, fenced like its steps: a worker that lost the run stops."""
+    job = job_ctx.job
+    if not stored.set_status(app.store, job.id, job.lease_token or "", status, **fields):
+        raise LostClaim(f"run of job {job.job_id} was taken over by another worker")
 
 
 def _load(app: Forge, job_ctx: JobContext) -> RunRecord:
@@ -97,8 +105,7 @@ def _call(wf: DurableWorkflow, ctx: RunContext, input: Any) -> Any:
 def _roll_back(app: Forge, ctx: RunContext, cause: dict[str, Any], step: str | None = None) -> Any:
     """Run the completed steps' compensations, latest first, each recorded; a crash here
     resumes the rollback (the run is `compensating`), not the workflow."""
-    run_id = ctx.run.id
-    stored.set_status(app.store, run_id, RunStatus.COMPENSATING, current_step=step, error=cause)
+    _status(app, ctx._job, RunStatus.COMPENSATING, current_step=step, error=cause)
     for _, name, undo, result in ctx.compensations():
         try:
             outcome = undo(result)
@@ -106,12 +113,12 @@ def _roll_back(app: Forge, ctx: RunContext, cause: dict[str, Any], step: str | N
                 asyncio.run(_await(outcome))
         except Exception as exc:
             info = {**cause, "compensation": name, "compensation_error": error_info(exc)}
-            stored.set_status(app.store, run_id, RunStatus.FAILED, current_step=name, error=info)
+            _status(app, ctx._job, RunStatus.FAILED, current_step=name, error=info)
             raise Fail(f"run {ctx.run_id}: compensation of {name!r} failed: {exc}") from None
         ctx._mark_compensated(name)
     cancelled = cause.get("type") == "cancelled"
     final = RunStatus.CANCELLED if cancelled else RunStatus.COMPENSATED
-    stored.set_status(app.store, run_id, final, current_step=step, error=cause)
+    _status(app, ctx._job, final, current_step=step, error=cause)
     log.info("run %s %s after %s", ctx.run_id, final.value, cause.get("message"))
     if cancelled:
         raise Cancel(f"run {ctx.run_id} cancelled")

@@ -148,18 +148,22 @@ def save_step(
 def set_status(
     store: SQLStore,
     run_id: uuid.UUID,
+    token: str,
     status: RunStatus,
     *,
     current_step: str | None = None,
     output: Any = None,
     error: dict[str, Any] | None = None,
-) -> None:
+) -> bool:
+    """Write the run's status while this worker's claim (`token`) holds; False if not."""
     finished = status in RUN_FINISHED
-    with store._tx() as cur:
-        store._run(
-            cur, "set_run", id=run_id, status=status.value, current_step=current_step,
-            output=_json(output), error=_json(error), completed_at=utcnow() if finished else None,
-        )  # fmt: skip
+    with store._autocommit() as cur:  # one statement
+        row = store._run(
+            cur, "set_run", id=run_id, token=token, status=status.value,
+            current_step=current_step, output=_json(output), error=_json(error),
+            completed_at=utcnow() if finished else None,
+        ).fetchone()  # fmt: skip
+    return row is not None
 
 
 def event(store: SQLStore, run_id: uuid.UUID, name: str) -> tuple[bool, Any]:
@@ -205,7 +209,6 @@ def retry(store: SQLStore, run_id: uuid.UUID) -> None:
     def reset(cur: Cursor) -> None:
         store._run(cur, "reset_steps", id=run_id)
         store._run(cur, "clear_cancel_request", id=run_id)
-        store._run(cur, "set_run", id=run_id, status=RunStatus.CREATED.value, current_step=None,
-                   output=None, error=None, completed_at=None)  # fmt: skip
+        store._run(cur, "reset_run", id=run_id)
 
     store._transition("retry_job", run_id, RETRYABLE, also=reset)

@@ -546,9 +546,18 @@ ON CONFLICT (run_id, name) DO UPDATE SET
 RETURNING (SELECT cancel_requested FROM jobforge_jobs WHERE id = %(run_id)s) AS cancel_requested
 
 -- name: set_run
+-- Fenced like the steps: only the worker whose claim of the run's job holds may write.
 UPDATE jobforge_runs SET status = %(status)s, current_step = %(current_step)s,
     output = %(output)s::jsonb, error = %(error)s::jsonb,
     started_at = coalesce(started_at, %(now)s), completed_at = %(completed_at)s, updated_at = %(now)s
+WHERE id = %(id)s AND EXISTS (
+    SELECT 1 FROM jobforge_jobs j
+    WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.status = 'running')
+RETURNING id
+
+-- name: reset_run
+UPDATE jobforge_runs SET status = 'created', current_step = NULL, output = NULL, error = NULL,
+    completed_at = NULL, updated_at = now()
 WHERE id = %(id)s
 
 -- name: put_event

@@ -512,9 +512,17 @@ ON CONFLICT (run_id, name) DO UPDATE SET
 RETURNING (SELECT cancel_requested FROM jobforge_jobs WHERE id = :run_id) AS cancel_requested
 
 -- name: set_run
+-- Fenced like the steps: only the worker whose claim of the run's job holds may write.
 UPDATE jobforge_runs SET status = :status, current_step = :current_step,
     output = :output, error = :error,
     started_at = coalesce(started_at, :now), completed_at = :completed_at, updated_at = :now
+WHERE id = :id AND EXISTS (
+    SELECT 1 FROM jobforge_jobs j WHERE j.id = :id AND j.lease_token = :token AND j.status = 'running')
+RETURNING id
+
+-- name: reset_run
+UPDATE jobforge_runs SET status = 'created', current_step = NULL, output = NULL, error = NULL,
+    completed_at = NULL, updated_at = :now
 WHERE id = :id
 
 -- name: put_event
