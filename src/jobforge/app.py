@@ -282,6 +282,7 @@ class Forge(DurableRuns):
         *,
         dry_run: bool = False,
         failure_policy: str = deps.FailurePolicy.FAIL_FAST,
+        tenant_id: str | None = None,
     ) -> reg.GroupPlan:
         """A group's jobs and, transitively, the jobs they depend on, as one workflow.
 
@@ -289,7 +290,7 @@ class Forge(DurableRuns):
         """
         self.validate()
         return self._enqueue_plan(reg.plan(self.registry, group, params), dry_run,
-                                  failure_policy)  # fmt: skip
+                                  failure_policy, tenant_id)  # fmt: skip
 
     def enqueue_all(
         self,
@@ -297,16 +298,18 @@ class Forge(DurableRuns):
         *,
         dry_run: bool = False,
         failure_policy: str = deps.FailurePolicy.FAIL_FAST,
+        tenant_id: str | None = None,
     ) -> reg.GroupPlan:
         """Every registered job as one workflow, ordered by their declared dependencies."""
         self.validate()
         return self._enqueue_plan(reg.plan(self.registry, None, params), dry_run,
-                                  failure_policy)  # fmt: skip
+                                  failure_policy, tenant_id)  # fmt: skip
 
     def _enqueue_plan(
-        self, plan: reg.GroupPlan, dry_run: bool, failure_policy: str
+        self, plan: reg.GroupPlan, dry_run: bool, failure_policy: str, tenant_id: str | None
     ) -> reg.GroupPlan:
         wf = plan.workflow(failure_policy)
+        wf.tenant_id = tenant_id
         if dry_run:
             wf.validate(self.max_dependency_depth)
             plan.dry_run = True

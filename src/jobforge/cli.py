@@ -53,6 +53,7 @@ def main() -> None:
     import jobforge.cli_groups  # registers `jobforge group`, `job definitions`
     import jobforge.cli_runs  # registers `jobforge run`
     import jobforge.cli_schedules  # registers `jobforge schedule`
+    import jobforge.cli_serve  # registers `jobforge serve`, `jobforge apikey`
     import jobforge.cli_workflow  # noqa: F401 - registers `jobforge workflow`
 
     try:

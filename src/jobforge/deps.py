@@ -405,6 +405,8 @@ def plan_insert(
             raise MissingDependency(
                 f"Dependency not found: {readable_id(e.parent_id)} (required by {child.label})"
             )
+        elif existing[e.parent_id].tenant_id != child.tenant_id:
+            raise DependencyError("A dependency cannot link jobs of two tenants")
         parents_of[c].append(p)
     depth = _depths(new, parents_of, old_depth, max_depth)
     for key, ps in parents_of.items():

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from jobforge.app import Forge
+from jobforge.worker.background import background_worker
 from jobforge.worker.worker import Worker, WorkerConfig, WorkerStats
 
 
@@ -19,32 +17,9 @@ def run_until_idle(app: Forge, **config: Any) -> WorkerStats:
     return asyncio.run(Worker(app, WorkerConfig(burst=True, **config)).run())
 
 
-@contextmanager
-def worker_running(app: Forge, **config: Any) -> Iterator[Worker]:
+def worker_running(app: Forge, **config: Any) -> AbstractContextManager[Worker]:
     """A worker on its own thread and event loop for the duration of the block; stopped
     gracefully at its end, and an error it died of is raised here."""
-    worker = Worker(app, WorkerConfig(**{"poll_interval": 0.1, "grace_period": 5.0, **config}))
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(worker.run())
-        except BaseException as exc:  # surfaced in the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="jobforge-test-worker", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while worker._loop is None:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise errors[0] if errors else RuntimeError("the worker did not start")
-        time.sleep(0.01)
-    try:
-        yield worker
-    finally:
-        worker._loop.call_soon_threadsafe(worker.request_stop)
-        thread.join(15)
-        if thread.is_alive():
-            raise RuntimeError("the worker did not stop within 15 s")
-        if errors:
-            raise errors[0]
+    return background_worker(
+        app, WorkerConfig(**{"poll_interval": 0.1, "grace_period": 5.0, **config})
+    )

@@ -56,6 +56,8 @@ class ListParams:
     type: str | None = None
     dependency_status: str | None = None
     workflow_id: uuid.UUID | None = None
+    tenant: str | None = None  # 'default' also matches jobs enqueued without a tenant
+    before: tuple[datetime, uuid.UUID] | None = None  # keyset page: older than (created_at, id)
     limit: int = 100
 
 

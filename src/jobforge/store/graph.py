@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.errors import InvalidTransition, JobNotFound, ValidationError
 from jobforge.jobs import Job, JobStatus, NewEdge, as_uuid, new_id, readable_id
 from jobforge.store.deps_ops import SQLDepsOps
+from jobforge.store.sql import before_params
 from jobforge.workflows.records import EdgeRecord, WorkflowRecord, workflow_ref
 
 if TYPE_CHECKING:
@@ -80,9 +82,18 @@ def get_workflow(store: SQLStore, workflow_id: uuid.UUID) -> WorkflowRecord | No
     return _workflow_record(store, row, counts)
 
 
-def list_workflows(store: SQLStore, status: str | None, limit: int) -> list[WorkflowRecord]:
+def list_workflows(
+    store: SQLStore,
+    status: str | None,
+    limit: int,
+    tenant: str | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+) -> list[WorkflowRecord]:
     with store._autocommit() as cur:
-        rows = store._run(cur, "list_workflows", status=status, limit=limit).fetchall()
+        rows = store._run(
+            cur, "list_workflows", status=status, limit=limit, tenant=tenant,
+            **before_params(before),
+        ).fetchall()  # fmt: skip
         out = []
         for row in rows:
             counts = {
@@ -184,6 +195,11 @@ def add_edge(
             store._notify(cur, deps.settle(ops, [parent], apply_policies=False))
         row = store._run(cur, "get_edge", id=edge_id).fetchone()
     return edge_record(store, row)
+
+
+def get_edge(store: SQLStore, edge_id: uuid.UUID) -> EdgeRecord | None:
+    rows = store._select("get_edge", id=edge_id)
+    return edge_record(store, rows[0]) if rows else None
 
 
 def remove_edge(store: SQLStore, edge_id: uuid.UUID) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 BATCH = 5000
 MIN_RUN_HISTORY = timedelta(days=2)  # cron dependencies look up the same day's runs
+EVENT_HISTORY = timedelta(days=1)  # how far back a reconnecting feed reader can resume
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,8 +29,8 @@ class Pruned:
 
 
 def prune(store: SQLStore, before: datetime | None, batch: int = BATCH) -> Pruned:
-    """Delete what finished before `before` (None keeps every job); old rate-limit starts
-    and cron runs go too."""
+    """Delete what finished before `before` (None keeps every job); old rate-limit starts,
+    cron runs and change-feed events go too."""
     now = utcnow()
     jobs = workflows = 0
     if before is not None:
@@ -44,6 +45,8 @@ def prune(store: SQLStore, before: datetime | None, batch: int = BATCH) -> Prune
             store._run(cur, "prune_runs", before=before)  # durable runs whose job is gone
             runs_before = min(before, now - MIN_RUN_HISTORY)
             store._run(cur, "prune_schedule_runs", before=runs_before)
+    events_before = now - EVENT_HISTORY if before is None else min(before, now - EVENT_HISTORY)
     with store._tx() as cur:
         store._run(cur, "prune_starts", before=now - timedelta(seconds=MAX_WINDOW))
+        store._run(cur, "prune_events", before=events_before)
     return Pruned(jobs, workflows)

@@ -121,8 +121,11 @@ def get(store: SQLStore, run_id: uuid.UUID) -> RunRecord:
     return run
 
 
-def list_runs(store: SQLStore, status: str | None, limit: int) -> list[RunRecord]:
-    return [_record(store, r) for r in store._select("list_runs", status=status, limit=limit)]
+def list_runs(
+    store: SQLStore, status: str | None, limit: int, tenant: str | None = None
+) -> list[RunRecord]:
+    rows = store._select("list_runs", status=status, limit=limit, tenant=tenant)
+    return [_record(store, r) for r in rows]
 
 
 def steps(store: SQLStore, run_id: uuid.UUID) -> list[StepRecord]:

@@ -10,7 +10,7 @@ import copy
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, LiteralString
@@ -91,6 +91,9 @@ class SQLStore(ABC):
 
     @abstractmethod
     def listener(self) -> Listener: ...
+
+    @abstractmethod
+    def feed_listener(self) -> Listener: ...
 
     @abstractmethod
     def close(self) -> None: ...
@@ -234,6 +237,8 @@ class SQLStore(ABC):
         if workflow is not None:
             self._run(cur, "insert_workflow", **workflow.params())
         self._insert_many(cur, "jobs", rows[0])
+        if workflow is None:  # a workflow's jobs are announced by its own event
+            self._announce_jobs(cur, jobs)
         if edges:
             self._insert_many(cur, "edges", rows[1])
             if existing:
@@ -245,21 +250,27 @@ class SQLStore(ABC):
         # Delayed jobs notify too: an idle worker then re-reads the next due time.
         self._notify(cur, wake)
 
+    def _announce_jobs(self, cur: Cursor, jobs: Sequence[NewJob]) -> None:
+        """Write the change feed's "created" events of jobs just inserted by this cursor."""
+        self._run(cur, "job_created_events", ids=[j.id for j in jobs])
+
     def _dedupe(self, cur: Cursor, jobs: Sequence[NewJob]) -> dict[uuid.UUID, uuid.UUID]:
-        """New job id -> the unfinished job already holding its unique key (or an earlier
-        job of this batch with the same key)."""
+        """New job id -> the unfinished job of its tenant already holding its unique key (or
+        an earlier job of this batch with the same tenant and key)."""
         keys = sorted({j.unique_key for j in jobs if j.unique_key})
-        self._lock_keys(cur, ["unique:" + k for k in keys])
+        scoped = sorted({f"{j.tenant_id or ''}:{j.unique_key}" for j in jobs if j.unique_key})
+        self._lock_keys(cur, ["unique:" + k for k in scoped])
         rows = self._run(cur, "find_unique_jobs", keys=keys).fetchall()
-        held = {r["unique_key"]: as_uuid(r["id"]) for r in rows}
+        held = {(r["tenant_id"], r["unique_key"]): as_uuid(r["id"]) for r in rows}
         same: dict[uuid.UUID, uuid.UUID] = {}
         for j in jobs:
             if j.unique_key is None:
                 continue
-            if j.unique_key in held:
-                same[j.id] = held[j.unique_key]
+            key = (j.tenant_id, j.unique_key)
+            if key in held:
+                same[j.id] = held[key]
             else:
-                held[j.unique_key] = j.id
+                held[key] = j.id
         return same
 
     def _lock_keys(self, cur: Cursor, keys: list[str]) -> None:  # noqa: B027 - optional hook
@@ -515,7 +526,7 @@ class SQLStore(ABC):
         rows = self._select(
             "list_jobs", status=params.status, queue=params.queue, type=params.type,
             dependency_status=params.dependency_status, workflow_id=params.workflow_id,
-            limit=params.limit,
+            tenant=params.tenant, limit=params.limit, **before_params(params.before),
         )  # fmt: skip
         return [self._job(r) for r in rows]
 
@@ -555,14 +566,10 @@ class SQLStore(ABC):
             self._run(cur, "unregister_worker", worker_id=worker_id)
 
 
-def iter_statements(script: str) -> Iterator[str]:
-    """Split a migration script into statements (no procedural code in our migrations)."""
-    for part in script.split(";\n"):
-        text = "\n".join(
-            line for line in part.splitlines() if not line.strip().startswith("--")
-        ).strip()
-        if text:
-            yield text
+def before_params(before: tuple[datetime, uuid.UUID] | None) -> dict[str, Any]:
+    """The keyset-pagination parameters of list queries (newest first)."""
+    at, id_ = before if before is not None else (None, None)
+    return {"before_at": at, "before_id": id_}
 
 
 def _others_to_wake(

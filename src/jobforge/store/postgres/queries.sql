@@ -97,6 +97,9 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(type)s::text IS NULL OR type = %(type)s)
   AND (%(dependency_status)s::text IS NULL OR dependency_status = %(dependency_status)s)
   AND (%(workflow_id)s::uuid IS NULL OR workflow_id = %(workflow_id)s)
+  AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s OR (%(tenant)s = 'default' AND tenant_id IS NULL))
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 
@@ -235,6 +238,9 @@ SELECT * FROM jobforge_workflows WHERE id = %(id)s
 -- name: list_workflows
 SELECT * FROM jobforge_workflows
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s OR (%(tenant)s = 'default' AND tenant_id IS NULL))
+  AND (%(before_at)s::timestamptz IS NULL
+       OR (created_at, id) < (%(before_at)s::timestamptz, %(before_id)s::uuid))
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
 
@@ -383,7 +389,7 @@ SELECT pg_advisory_xact_lock(hashtextextended(k, 42))
 FROM (SELECT k FROM unnest(%(keys)s::text[]) AS k ORDER BY k) AS sorted
 
 -- name: find_unique_jobs
-SELECT id, unique_key FROM jobforge_jobs
+SELECT id, tenant_id, unique_key FROM jobforge_jobs
 WHERE unique_key = ANY(%(keys)s::text[])
   AND status IN ('scheduled', 'queued', 'waiting', 'running')
 
@@ -528,6 +534,7 @@ SELECT * FROM jobforge_runs WHERE id = %(id)s
 
 -- name: list_runs
 SELECT * FROM jobforge_runs WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s OR (%(tenant)s = 'default' AND tenant_id IS NULL))
 ORDER BY created_at DESC LIMIT %(limit)s
 
 -- name: run_steps
@@ -600,3 +607,70 @@ WHERE id = %(id)s AND status = 'scheduled'
   AND (cancel_requested OR EXISTS (
       SELECT 1 FROM jobforge_run_events e WHERE e.run_id = j.id AND e.name = %(event)s))
 RETURNING queue
+
+-- name: events_head
+-- Every transaction below the snapshot's xmin has ended: its events are final.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS txid, 0 AS id
+
+-- name: events_after
+SELECT txid::text AS txid, id, kind, object_id, workflow_id, tenant_id, status, progress, at
+FROM jobforge_events
+WHERE (txid, id) > (%(after_txid)s::text::xid8, %(after_id)s::bigint)
+  AND txid < %(horizon_txid)s::text::xid8
+  AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s OR (%(tenant)s = 'default' AND tenant_id IS NULL))
+  AND (%(kind)s::text IS NULL OR kind = %(kind)s)
+  AND (%(object_id)s::uuid IS NULL OR object_id = %(object_id)s)
+  AND (%(workflow_id)s::uuid IS NULL OR workflow_id = %(workflow_id)s)
+ORDER BY txid, id
+LIMIT %(limit)s
+
+-- name: job_created_events
+-- The feed's "created" events (updates come from the triggers of migration 0006).
+WITH added AS (
+    INSERT INTO jobforge_events (kind, object_id, workflow_id, tenant_id, status, progress, at)
+    SELECT 'job', id, workflow_id, tenant_id, status, progress, updated_at FROM jobforge_jobs
+    WHERE id = ANY(%(ids)s::uuid[])
+    RETURNING 1
+)
+SELECT pg_notify('jobforge_events', '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added
+
+-- name: prune_events
+DELETE FROM jobforge_events WHERE at < %(before)s
+
+-- name: insert_api_key
+INSERT INTO jobforge_api_keys (id, tenant_id, name, permissions, hash, created_at)
+VALUES (%(id)s, %(tenant_id)s, %(name)s, %(permissions)s::jsonb, %(hash)s, %(now)s)
+
+-- name: get_api_key
+SELECT * FROM jobforge_api_keys WHERE id = %(id)s
+
+-- name: list_api_keys
+SELECT * FROM jobforge_api_keys
+WHERE (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+ORDER BY created_at, id
+
+-- name: revoke_api_key
+UPDATE jobforge_api_keys SET revoked_at = %(now)s WHERE id = %(id)s AND revoked_at IS NULL
+RETURNING *
+
+-- name: touch_api_key
+UPDATE jobforge_api_keys SET last_used_at = %(now)s WHERE id = %(id)s
+
+-- name: metrics_jobs
+SELECT queue, status, count(*) AS n FROM jobforge_jobs GROUP BY queue, status
+
+-- name: metrics_finished
+-- Run times and outcomes of the jobs finished in the metrics window, by type.
+SELECT type, status, extract(epoch FROM completed_at - started_at) AS seconds FROM jobforge_jobs
+WHERE completed_at >= %(since)s AND started_at IS NOT NULL
+  AND status IN ('succeeded', 'partial_success', 'failed', 'cancelled')
+LIMIT 100000
+
+-- name: metrics_workflows
+SELECT status, count(*) AS n FROM jobforge_workflows GROUP BY status
+
+-- name: metrics_runs
+SELECT status, count(*) AS n FROM jobforge_runs GROUP BY status
+
+-- name: metrics_workers
+SELECT count(*) AS n FROM jobforge_workers WHERE last_seen_at >= %(since)s

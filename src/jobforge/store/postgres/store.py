@@ -25,6 +25,7 @@ from jobforge.store.sql import Cursor, Row, SQLStore
 log = logging.getLogger("jobforge.store.postgres")
 
 CHANNEL = "jobforge_jobs"
+FEED_CHANNEL = "jobforge_events"  # notified by the change-feed triggers (migration 0006)
 COPY_THRESHOLD = 200  # rows; below it INSERT's fewer round trips win
 MIGRATION_LOCK = 0x6A6F62666F726765  # "jobforge": serialises concurrent migrators
 _COPY = re.compile(r"^COPY\s+(\w+)\s*\(([^)]*)\)", re.MULTILINE)
@@ -201,6 +202,10 @@ class PostgresStore(SQLStore):
     def listener(self) -> PgListener:
         return PgListener(self.conninfo)
 
+    def feed_listener(self) -> PgListener:
+        """Wakes change-feed readers: the event triggers notify this channel."""
+        return PgListener(self.conninfo, FEED_CHANNEL)
+
     def close(self) -> None:
         self.pool.close()
 
@@ -208,8 +213,9 @@ class PostgresStore(SQLStore):
 class PgListener:
     """LISTEN on a dedicated connection; reconnects by itself after the server restarts."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, channel: str = CHANNEL) -> None:
         self._conninfo = conninfo
+        self._channel = channel
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -225,7 +231,7 @@ class PgListener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {self._channel}")
                     delay = 0.2
                     if not first:
                         log.info("listener reconnected")

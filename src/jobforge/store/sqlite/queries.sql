@@ -79,6 +79,8 @@ WHERE (:status IS NULL OR status = :status)
   AND (:type IS NULL OR type = :type)
   AND (:dependency_status IS NULL OR dependency_status = :dependency_status)
   AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+  AND (:tenant IS NULL OR tenant_id = :tenant OR (:tenant = 'default' AND tenant_id IS NULL))
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
 
@@ -218,6 +220,8 @@ SELECT * FROM jobforge_workflows WHERE id = :id
 -- name: list_workflows
 SELECT * FROM jobforge_workflows
 WHERE (:status IS NULL OR status = :status)
+  AND (:tenant IS NULL OR tenant_id = :tenant OR (:tenant = 'default' AND tenant_id IS NULL))
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
 ORDER BY created_at DESC, id DESC
 LIMIT :limit
 
@@ -352,7 +356,7 @@ RETURNING jobforge_jobs.id, queue, jobforge_jobs.status, jobforge_jobs.result, s
           ) END AS pending_edges
 
 -- name: find_unique_jobs
-SELECT id, unique_key FROM jobforge_jobs
+SELECT id, tenant_id, unique_key FROM jobforge_jobs
 WHERE unique_key IN (SELECT value FROM json_each(:keys))
   AND status IN ('scheduled', 'queued', 'waiting', 'running')
 
@@ -495,6 +499,7 @@ SELECT * FROM jobforge_runs WHERE id = :id
 
 -- name: list_runs
 SELECT * FROM jobforge_runs WHERE (:status IS NULL OR status = :status)
+  AND (:tenant IS NULL OR tenant_id = :tenant OR (:tenant = 'default' AND tenant_id IS NULL))
 ORDER BY created_at DESC LIMIT :limit
 
 -- name: run_steps
@@ -565,3 +570,72 @@ WHERE id = :id AND status = 'scheduled'
   AND (cancel_requested OR EXISTS (
       SELECT 1 FROM jobforge_run_events e WHERE e.run_id = jobforge_jobs.id AND e.name = :event))
 RETURNING queue
+
+-- name: events_head
+-- Ids are in commit order here: everything up to the largest id is final.
+SELECT 0 AS txid, coalesce(max(id), 0) AS id FROM jobforge_events
+
+-- name: events_after
+SELECT 0 AS txid, id, kind, object_id, workflow_id, tenant_id, status, progress, at
+FROM jobforge_events
+WHERE id > :after_id AND id <= :horizon_id
+  AND (:tenant IS NULL OR tenant_id = :tenant OR (:tenant = 'default' AND tenant_id IS NULL))
+  AND (:kind IS NULL OR kind = :kind)
+  AND (:object_id IS NULL OR object_id = :object_id)
+  AND (:workflow_id IS NULL OR workflow_id = :workflow_id)
+ORDER BY id
+LIMIT :limit
+
+-- name: job_created_events
+-- The feed's "created" events (updates come from the triggers of migration 0006).
+INSERT INTO jobforge_events (kind, object_id, workflow_id, tenant_id, status, progress, at)
+SELECT 'job', id, workflow_id, tenant_id, status, progress, updated_at FROM jobforge_jobs
+WHERE rowid > :last - :n AND rowid <= :last
+
+-- name: last_rowid
+SELECT last_insert_rowid()
+
+-- name: prune_events
+-- Ids follow time: delete up to the first recent event, which reads only the old ones.
+DELETE FROM jobforge_events WHERE id < coalesce(
+    (SELECT id FROM jobforge_events WHERE at >= :before ORDER BY id LIMIT 1),
+    (SELECT max(id) FROM jobforge_events)
+)
+
+-- name: insert_api_key
+INSERT INTO jobforge_api_keys (id, tenant_id, name, permissions, hash, created_at)
+VALUES (:id, :tenant_id, :name, :permissions, :hash, :now)
+
+-- name: get_api_key
+SELECT * FROM jobforge_api_keys WHERE id = :id
+
+-- name: list_api_keys
+SELECT * FROM jobforge_api_keys
+WHERE (:tenant IS NULL OR tenant_id = :tenant)
+ORDER BY created_at, id
+
+-- name: revoke_api_key
+UPDATE jobforge_api_keys SET revoked_at = :now WHERE id = :id AND revoked_at IS NULL
+RETURNING *
+
+-- name: touch_api_key
+UPDATE jobforge_api_keys SET last_used_at = :now WHERE id = :id
+
+-- name: metrics_jobs
+SELECT queue, status, count(*) AS n FROM jobforge_jobs GROUP BY queue, status
+
+-- name: metrics_finished
+-- Run times and outcomes of the jobs finished in the metrics window, by type.
+SELECT type, status, completed_at - started_at AS seconds FROM jobforge_jobs
+WHERE completed_at >= :since AND started_at IS NOT NULL
+  AND status IN ('succeeded', 'partial_success', 'failed', 'cancelled')
+LIMIT 100000
+
+-- name: metrics_workflows
+SELECT status, count(*) AS n FROM jobforge_workflows GROUP BY status
+
+-- name: metrics_runs
+SELECT status, count(*) AS n FROM jobforge_runs GROUP BY status
+
+-- name: metrics_workers
+SELECT count(*) AS n FROM jobforge_workers WHERE last_seen_at >= :since

@@ -7,17 +7,17 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jobforge.errors import DatabaseUnavailable
-from jobforge.jobs import Job, JobStatus
+from jobforge.jobs import Job, JobStatus, NewJob
 from jobforge.store.migrate import VERSION_TABLE, load_migrations
 from jobforge.store.queries import load_queries
-from jobforge.store.sql import Cursor, Row, SQLStore, iter_statements
+from jobforge.store.sql import Cursor, Row, SQLStore
 
 BUSY_TIMEOUT_MS = 30_000
 CACHE_KIB = 16 * 1024
@@ -221,7 +221,17 @@ class SQLiteStore(SQLStore):
         conn.execute("COMMIT")
         return int(version)
 
+    def _announce_jobs(self, cur: Cursor, jobs: Sequence[NewJob]) -> None:
+        # The insert gave the jobs consecutive rowids ending at the last one (we hold the
+        # write lock): one range read, where looking each id up costs a fifth of the insert.
+        last = self._run(cur, "last_rowid").fetchone()[0]
+        self._run(cur, "job_created_events", last=last, n=len(jobs))
+
     def listener(self) -> DataVersionListener:
+        return DataVersionListener(self)
+
+    def feed_listener(self) -> DataVersionListener:
+        """Wakes change-feed readers whenever another connection commits."""
         return DataVersionListener(self)
 
     def close(self) -> None:
@@ -271,3 +281,17 @@ class DataVersionListener:
 
 def _from_ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def iter_statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements; a trigger's body stays whole."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()
+    ):
+        raise RuntimeError(f"incomplete statement at the end of a migration: {pending[:80]!r}")
