@@ -6,14 +6,18 @@ import ipaddress
 import logging
 import socket
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+import uvicorn
+
 from jobforge import apikeys
+from jobforge.api.feed import FeedHub
 from jobforge.cli import AppOpt, DbOpt, JsonOpt, _app, _dump, cli, err, out
 from jobforge.errors import ConfigError, ValidationError
 from jobforge.worker.background import background_worker
@@ -34,16 +38,40 @@ def is_loopback(host: str) -> bool:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    """Bind first, so a taken port fails with one line and port 0 gets a real number."""
+    """Bind first: a taken port fails with one line, port 0 gets a real number, and the
+    printed URL accepts connections at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # connections queue from now on, before the app has started
     except OSError as exc:
         sock.close()
         raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn that ends the event streams when it shuts down, and then returns normally."""
+
+    def __init__(self, config: uvicorn.Config, feed: FeedHub) -> None:
+        super().__init__(config)
+        self._feed = feed
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._feed.close()  # else open streams hold the shutdown until its timeout
+        await super().shutdown(sockets)
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Once shut down, uvicorn raises the stop signal again so that its default action
+        # ends the process: SIGTERM would exit 143 before the worker beside us stops.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 @cli.command()
@@ -62,8 +90,6 @@ def serve(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) until SIGTERM/SIGINT."""
-    import uvicorn
-
     from jobforge.api import create_api
 
     logging.basicConfig(
@@ -80,15 +106,15 @@ def serve(
     url = f"http://{shown}:{sock.getsockname()[1]}"
     if no_auth:
         log.warning("auth is OFF (--no-auth, loopback only): every request acts as admin")
+    api = create_api(app, auth=not no_auth)
     config = uvicorn.Config(
-        create_api(app, auth=not no_auth), log_level=log_level.lower(), access_log=False,
-        timeout_graceful_shutdown=5,
-    )  # fmt: skip
+        api, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5
+    )
     worker = WorkerConfig(concurrency=concurrency) if with_worker else None
     with background_worker(app, worker) if worker else nullcontext():
         sys.stdout.write(f"jobforge API on {url} (docs {url}/docs)\n")
         sys.stdout.flush()
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config, api.state.feed).run(sockets=[sock])
 
 
 # -- API keys --------------------------------------------------------------------------

@@ -140,3 +140,49 @@ def test_example_demo_script(tmp_path: Path) -> None:
     assert proc.stdout.count("flowchart LR") == 1
     flaky = next(j for j in jobs if j["type"] == "flaky_load" and not j["workflow_id"])
     assert flaky["attempts"] == 2 and flaky["errors"][0]["type"] == "ConnectionError"
+
+
+def _api_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- api-example:.*?-->\n```bash\n(.*?)```", text, re.S)
+    assert m, "README has no api-example block"
+    return m.group(1)
+
+
+def test_readme_api_example_runs_against_a_live_server(tmp_path: Path) -> None:
+    """The curl block of "The HTTP API", with a key made by `jobforge apikey create`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBFORGE_")}
+    env["JOBFORGE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'api.db'}"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    jobforge = [sys.executable, "-m", "jobforge"]
+    key = subprocess.run(
+        [*jobforge, "apikey", "create", "--tenant", "acme",
+         "--permissions", "jobs:read,jobs:write"],
+        env=env, capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+    server = subprocess.Popen(
+        [*jobforge, "serve", "--app", "examples.app:app", "--port", "0"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        first = server.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:\d+", first)
+        assert m, first
+        proc = subprocess.run(
+            ["bash", "-c", _api_block()],
+            env={**env, "JOBFORGE_URL": m.group(0), "KEY": key},
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(15)
+        if server.stdout is not None:
+            server.stdout.close()
+    assert proc.returncode == 0, proc.stderr
+    created = json.loads(proc.stdout.splitlines()[0])
+    assert created["status"] == "queued" and created["job_id"].startswith("job_")
+    listed = json.loads(proc.stdout.splitlines()[1])
+    assert [j["job_id"] for j in listed["jobs"]] == [created["job_id"]]
+    assert listed["jobs"][0]["tenant_id"] == "acme"
+    assert "retry: 1000" in proc.stdout  # the event stream answered
