@@ -36,7 +36,6 @@ PERMISSIONS = (
     "workflows:write",
     "admin",
 )
-DEFAULT_TENANT = "default"  # owns what was enqueued without a tenant
 _TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TOKEN = re.compile(r"^jf_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}

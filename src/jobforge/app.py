@@ -398,7 +398,7 @@ class Forge(DurableRuns):
 
     def _edges(self, job: NewJob, options: JobOptions) -> list[NewEdge]:
         """Edges from existing jobs (by UUID or job_ id) to a new job, checked up front."""
-        edges = []
+        edges: list[NewEdge] = []
         for raw in options.depends_on or ():
             dep = deps.as_dependency(raw)
             kind, condition = deps.normalize_edge(dep.kind, dep.condition)
@@ -408,6 +408,10 @@ class Forge(DurableRuns):
                 raise deps.MissingDependency(
                     f"Dependency not found: {dep.parent} (required by {job.label})"
                 ) from None
+            if any(e.parent_id == parent for e in edges):
+                raise deps.DependencyError(
+                    f"Dependency {dep.parent} is listed twice (required by {job.label})"
+                )
             edges.append(NewEdge(new_id(), parent, job.id, kind.value, condition))
         if options.dependency_timeout is not None and edges:
             job.dependency_deadline = job.created_at + timedelta(seconds=options.dependency_timeout)

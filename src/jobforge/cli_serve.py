@@ -6,18 +6,14 @@ import ipaddress
 import logging
 import socket
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-import uvicorn
-
 from jobforge import apikeys
-from jobforge.api.feed import FeedHub
 from jobforge.cli import AppOpt, DbOpt, JsonOpt, _app, _dump, cli, err, out
 from jobforge.errors import ConfigError, ValidationError
 from jobforge.worker.background import background_worker
@@ -41,7 +37,9 @@ def _bind(host: str, port: int) -> socket.socket:
     """Bind first: a taken port fails with one line, port 0 gets a real number, and the
     printed URL accepts connections at once."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP; without it
+    # Nagle holds each response body for the client's delayed ACK (40 ms per request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -50,28 +48,6 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn that ends the event streams when it shuts down, and then returns normally."""
-
-    def __init__(self, config: uvicorn.Config, feed: FeedHub) -> None:
-        super().__init__(config)
-        self._feed = feed
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._feed.close()  # else open streams hold the shutdown until its timeout
-        await super().shutdown(sockets)
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # Once shut down, uvicorn raises the stop signal again so that its default action
-        # ends the process: SIGTERM would exit 143 before the worker beside us stops.
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                self._captured_signals.clear()
 
 
 @cli.command()
@@ -90,7 +66,10 @@ def serve(
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) until SIGTERM/SIGINT."""
+    import uvicorn
+
     from jobforge.api import create_api
+    from jobforge.api.server import ApiServer
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -114,7 +93,7 @@ def serve(
     with background_worker(app, worker) if worker else nullcontext():
         sys.stdout.write(f"jobforge API on {url} (docs {url}/docs)\n")
         sys.stdout.flush()
-        _Server(config, api.state.feed).run(sockets=[sock])
+        ApiServer(config, api.state.feed).run(sockets=[sock])
 
 
 # -- API keys --------------------------------------------------------------------------

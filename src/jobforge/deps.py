@@ -80,6 +80,13 @@ class MissingDependency(DependencyError):
     code = "dependency_not_found"
 
 
+class DuplicateDependency(DependencyError):
+    """The job already depends on that parent: one edge per pair of jobs."""
+
+    code = "duplicate_dependency"
+    http_status = 409
+
+
 @dataclass(frozen=True, slots=True)
 class Dependency:
     """An edge as a user writes it: the parent (a job id, or a name inside a workflow)."""

@@ -118,6 +118,14 @@ def as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
+DEFAULT_TENANT = "default"  # owns rows without a tenant
+
+
+def untagged(tenant_id: str | None) -> str | None:
+    """How a tenant is stored: the default tenant as NULL, so the two spellings are one."""
+    return None if tenant_id == DEFAULT_TENANT else tenant_id
+
+
 def readable_id(job_uuid: uuid.UUID) -> str:
     """The `job_<32 hex>` form shown to people; it is the UUID in another spelling."""
     return "job_" + job_uuid.hex
@@ -323,6 +331,10 @@ class PayloadEncoder:
             text = "".join(self._encode(payload, 0))
         except (TypeError, ValueError) as exc:
             raise PayloadError(f"Payload is not JSON-serialisable: {exc}") from None
+        if "\\u0000" in text:
+            raise PayloadError(
+                "Payload contains a NUL character (\\u0000), which PostgreSQL cannot store"
+            )
         size = len(text)  # non-ASCII is escaped, so characters are bytes
         if size > self.max_bytes:
             raise PayloadTooLarge(

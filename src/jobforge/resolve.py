@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jobforge.errors import UnknownJobType, ValidationError
-from jobforge.jobs import JobStatus, NewJob, PayloadEncoder, new_ids, utcnow
+from jobforge.jobs import JobStatus, NewJob, PayloadEncoder, new_ids, untagged, utcnow
 from jobforge.tasks import JobOptions, default_options
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ class Resolver:
             priority=o.priority if o.priority is not None else base["priority"],
             max_attempts=retries + 1,
             timeout=o.timeout if o.timeout is not None else base["timeout"],
-            tenant_id=o.tenant_id,
+            tenant_id=untagged(o.tenant_id),
             trace_id=o.trace_id,
             correlation_id=o.correlation_id,
             retry_backoff=base["backoff"],

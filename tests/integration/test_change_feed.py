@@ -7,10 +7,12 @@ import psycopg
 import pytest
 
 from jobforge import Forge, JobContext, Workflow
-from jobforge.deps import DependencyError
+from jobforge.deps import DependencyError, DuplicateDependency
+from jobforge.errors import PayloadError, PayloadTooLarge
 from jobforge.events import EventFilter, FeedCursor
 from jobforge.jobs import parse_job_ref
 from jobforge.store import events as feed
+from jobforge.store.base import ClaimParams
 from jobforge.store.retention import prune
 from jobforge.testing import run_until_idle
 from jobforge.workflows.records import parse_workflow_ref
@@ -162,3 +164,59 @@ def test_a_dependency_cannot_cross_tenants(app: Forge) -> None:
     with pytest.raises(DependencyError, match="two tenants"):
         app.enqueue("work", tenant_id="b", depends_on=[parent])
     assert len(app.list_jobs()) == 1  # nothing written
+
+
+def test_the_default_tenant_is_the_untagged_one(app: Forge) -> None:
+    _job_app(app)
+    untagged = app.enqueue("work")
+    child = app.enqueue("work", tenant_id="default", depends_on=[untagged])
+    assert app.get_job(child).tenant_id is None  # type: ignore[union-attr]
+    assert app.enqueue("work", tenant_id="default", unique_key="u") == app.enqueue(
+        "work", unique_key="u"
+    )
+
+
+def test_one_edge_per_pair_of_jobs(app: Forge) -> None:
+    _job_app(app)
+    parent = app.enqueue("work")
+    with pytest.raises(DependencyError, match="listed twice"):
+        app.enqueue("work", depends_on=[parent, parent])
+    child = app.enqueue("work", depends_on=[parent])
+    with pytest.raises(DuplicateDependency, match="already depends on"):
+        app.add_dependency(parent, child)
+    assert len(app.dependencies(child)[0]) == 1
+
+
+def test_event_data_must_be_json_within_the_payload_limit(app: Forge) -> None:
+    @app.workflow
+    def wait(ctx, input: dict) -> object:  # type: ignore[no-untyped-def, type-arg]
+        return ctx.wait_for_event("go", timeout=60)
+
+    run = app.start_workflow("wait", {})
+    with pytest.raises(PayloadError, match="not JSON"):
+        app.send_event(run, "go", float("nan"))
+    with pytest.raises(PayloadTooLarge, match="over the limit"):
+        app.send_event(run, "go", "x" * app.max_payload_bytes)
+    app.send_event(run, "go", [1, "two"])
+    run_until_idle(app)
+    assert app.get_run(run).output == [1, "two"]
+
+
+def test_postgres_claim_leaves_jobs_younger_than_its_transaction(pg_url: str) -> None:
+    """`finish_and_claim` writes first, then claims: a job released in between by a younger
+    transaction waits for the next claim, so the feed never shows it running before it shows
+    it queued (the feed orders transactions by id)."""
+    app = _job_app(Forge(pg_url))
+    parent = app.enqueue("work", delay=3600)
+    child = parse_job_ref(app.enqueue("work", depends_on=[parent]))
+    other = parse_job_ref(app.enqueue("work", delay=3600))
+    params = ClaimParams("w1", ["work"], None, limit=10, lease_seconds=30)
+    with psycopg.connect(pg_url) as conn:
+        conn.execute("UPDATE jobforge_jobs SET priority = 1 WHERE id = %s", (other,))  # its xid
+        app.remove_dependency(str(app.dependencies(str(child))[0][0].id))  # child released
+        assert app.store.bound(conn).claim_jobs(params) == []
+        conn.commit()
+    assert [j.id for j in app.store.claim_jobs(params)] == [child]
+    where = EventFilter(kind="job", object_id=child)
+    assert [s for _, s in _all(app, where)] == ["waiting", "queued", "running"]
+    app.close()

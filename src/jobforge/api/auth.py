@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from jobforge.api.errors import ApiError
-from jobforge.apikeys import DEFAULT_TENANT, Verifier
+from jobforge.apikeys import Verifier
+from jobforge.jobs import DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)

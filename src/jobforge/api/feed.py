@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -36,6 +37,7 @@ class FeedHub:
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: Listener | None = None
+        self.closed = False
         # PostgreSQL may hold back an event while an older transaction is open; no
         # notification follows its end, so streams also look again this often.
         self.recheck = 0.5 if store.supports_listen else KEEPALIVE
@@ -48,6 +50,12 @@ class FeedHub:
     def stop(self) -> None:
         if self._listener is not None:
             self._listener.stop()
+
+    def close(self) -> None:
+        """End every open stream: the server is shutting down and would otherwise wait for
+        them until its graceful timeout."""
+        self.closed = True
+        self._pulse()
 
     def _from_thread(self) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -79,24 +87,23 @@ async def _stream(
     kinds: frozenset[str],
 ) -> AsyncIterator[str]:
     yield "retry: 1000\n\n"
-    quiet = 0.0
-    while not await request.is_disconnected():
+    spoke = time.monotonic()  # when the client last heard from us
+    while not hub.closed and not await request.is_disconnected():
         page = await asyncio.to_thread(stored.read, store, cursor, where, PAGE)
         for event in page.events:
             if event.kind not in kinds:
                 continue
             data = json.dumps(event.to_dict(), separators=(",", ":"))
             yield f"id: {event.cursor}\nevent: {event.kind}\ndata: {data}\n\n"
+            spoke = time.monotonic()
         cursor = page.cursor
         if len(page.events) == PAGE:
             continue
-        if page.events:
-            quiet = 0.0
-        elif quiet >= KEEPALIVE:
+        # By the clock: a wake-up by someone else's change is not a quiet interval.
+        if time.monotonic() - spoke >= KEEPALIVE:
             yield ": keepalive\n\n"
-            quiet = 0.0
+            spoke = time.monotonic()
         await hub.wait(hub.recheck)
-        quiet += hub.recheck
 
 
 @router.get(

@@ -11,6 +11,7 @@ from jobforge.api.common import decode_cursor, encode_cursor, forge, job_of, wor
 from jobforge.api.errors import responses
 from jobforge.api.models import DependencyIn, JobAccepted, JobIn, JobOut, JobPage
 from jobforge.app import Forge
+from jobforge.errors import UnknownJobType
 from jobforge.jobs import JobStatus
 from jobforge.store.base import ListParams
 
@@ -25,7 +26,7 @@ def job_out(job: Any) -> dict[str, Any]:
 
 def _parents(app: Forge, caller: Caller, deps: list[str | DependencyIn]) -> list[dict[str, Any]]:
     """Each parent must be the caller's job: another tenant's is reported as not found."""
-    out = []
+    out: list[dict[str, Any]] = []
     for d in deps:
         dep = DependencyIn(job_id=d, condition=None) if isinstance(d, str) else d
         parent = job_of(app, caller, dep.job_id)
@@ -40,6 +41,11 @@ def _parents(app: Forge, caller: Caller, deps: list[str | DependencyIn]) -> list
 def enqueue_job(body: JobIn, request: Request, caller: Writer) -> dict[str, Any]:
     """Enqueue a job; with `unique_key`, an unfinished job holding the key is returned."""
     app = forge(request)
+    if body.type in app.builtins:  # a batch or a durable run is more than one job row
+        raise UnknownJobType(
+            f"Job type {body.type!r} is built in: use POST /runs/{{name}}/start for durable"
+            " workflows"
+        )
     ref = app.enqueue(
         body.type, body.payload, queue=body.queue, priority=body.priority, delay=body.delay,
         retries=body.retries, timeout=body.timeout, unique_key=body.unique_key,
@@ -55,7 +61,7 @@ def get_job(job_id: str, request: Request, caller: Reader) -> dict[str, Any]:
     return job_out(job_of(forge(request), caller, job_id))
 
 
-@router.get("/jobs", response_model=JobPage, responses=responses(401, 403, 422))
+@router.get("/jobs", response_model=JobPage, responses=responses(401, 403, 404, 422))
 def list_jobs(
     request: Request,
     caller: Reader,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 Id = Field(min_length=1, max_length=100)
+Ref = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class Strict(BaseModel):
@@ -29,7 +31,7 @@ class JobIn(Strict):
     delay: float | None = Field(None, ge=0, le=366 * 86400, description="seconds")
     retries: int | None = Field(None, ge=0, le=1000)
     timeout: float | None = Field(None, gt=0, le=366 * 86400, description="seconds")
-    depends_on: list[str | DependencyIn] | None = Field(None, max_length=1000)
+    depends_on: list[Ref | DependencyIn] | None = Field(None, max_length=1000)
     unique_key: str | None = Field(None, min_length=1, max_length=500)
     trace_id: str | None = Field(None, max_length=200)
     correlation_id: str | None = Field(None, max_length=200)
@@ -55,6 +57,69 @@ class GroupEnqueueIn(Strict):
 class GroupEnqueueAllIn(Strict):
     dry_run: bool = False
     params: dict[str, dict[str, Any]] | None = None
+
+
+# A workflow definition, as in the workflow files (src/jobforge/workflows/files.py checks its
+# structure and names): typed here so that numbers are bounded and finite, as for JobIn.
+Seconds = Field(None, gt=0, le=366 * 86400, allow_inf_nan=False, strict=True)
+Name = Field(min_length=1, max_length=200)
+EdgeType = Literal["sequential", "parallel", "conditional"]
+
+
+def _finite(value: Any) -> Any:
+    """Refuse NaN and infinities (Python's JSON reads them; a JSON column does not), and
+    what is not JSON at all (the raw bytes of a body sent as another content type)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None  # a ValueError is reported as invalid input
+    return value
+
+
+JsonValue = Annotated[Any, AfterValidator(_finite)]
+
+
+class WorkflowDependencyIn(Strict):
+    job: str = Name
+    type: EdgeType = "sequential"
+    condition: str | None = Field(None, max_length=2000)
+
+
+class WorkflowEdgeIn(Strict):
+    from_: str = Field(alias="from", min_length=1, max_length=200)
+    to: str = Name
+    type: EdgeType = "sequential"
+    condition: str | None = Field(None, max_length=2000)
+
+
+class WorkflowJobIn(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200, description="or `id`")
+    id: str | None = Field(None, min_length=1, max_length=200)
+    type: str | None = Field(None, min_length=1, max_length=200, description="default: name")
+    queue: str | None = Field(None, min_length=1, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: int | None = Field(None, ge=-1_000_000, le=1_000_000, strict=True)
+    retries: int | None = Field(None, ge=0, le=1000, strict=True)
+    timeout: float | None = Seconds
+    delay: float | None = Field(None, ge=0, le=366 * 86400, allow_inf_nan=False, strict=True)
+    optional: bool = Field(False, strict=True)
+    depends_on: list[str | WorkflowDependencyIn] = Field(default_factory=list, max_length=1000)
+    dependency_timeout: float | None = Seconds
+
+
+class WorkflowIn(Strict):
+    name: str = Name
+    description: str | None = Field(None, max_length=10_000)
+    failure_policy: Literal["fail_fast", "continue_on_failure", "manual"] = "fail_fast"
+    timeout: float | None = Seconds
+    priority: int | None = Field(None, ge=-1_000_000, le=1_000_000, strict=True)
+    retries: int | None = Field(None, ge=0, le=1000, strict=True)
+    trace_id: str | None = Field(None, max_length=200)
+    correlation_id: str | None = Field(None, max_length=200)
+    tenant_id: str | None = Field(None, max_length=64, description="ignored: the key's tenant")
+    metadata: Annotated[dict[str, Any], AfterValidator(_finite)] = Field(default_factory=dict)
+    jobs: list[WorkflowJobIn] = Field(min_length=1)
+    dependencies: list[WorkflowEdgeIn] = Field(default_factory=list, description="edges apart")
 
 
 class RunStartIn(Strict):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 from jobforge.api.auth import Caller, requires
 from jobforge.api.common import forge, run_of
 from jobforge.api.errors import responses
-from jobforge.api.models import RunOut, RunStartIn
+from jobforge.api.models import JsonValue, RunOut, RunStartIn
 from jobforge.durable.records import RunRecord
 
 router = APIRouter(tags=["runs"])
@@ -19,8 +19,9 @@ Name = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 def _scoped(caller: Caller, key: str | None) -> str | None:
-    """Idempotency keys are per tenant: another tenant's run is never returned."""
-    return None if key is None or caller.tenant is None else f"{caller.tenant}:{key}"
+    """Idempotency keys are per tenant: another tenant's run is never returned. (The default
+    tenant's too: unprefixed, its keys could name a prefixed key of another tenant.)"""
+    return key if key is None or caller.tenant is None else f"{caller.tenant}:{key}"
 
 
 def run_out(caller: Caller, run: RunRecord) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def start_run(name: Name, body: RunStartIn, request: Request, caller: Writer) ->
     """Start a run of the durable workflow `name`; a repeated idempotency key returns the
     first run."""
     app = forge(request)
-    key = body.idempotency_key if caller.tenant is None else _scoped(caller, body.idempotency_key)
+    key = _scoped(caller, body.idempotency_key)
     ref = app.start_workflow(name, body.input, idempotency_key=key, tenant_id=caller.tenant)
     return run_out(caller, run_of(app, caller, ref))
 
@@ -72,7 +73,11 @@ def resume_run(run_id: str, request: Request, caller: Writer) -> dict[str, Any]:
     responses=responses(400, 401, 403, 404, 409, 413, 422),
 )  # fmt: skip
 def send_event(
-    run_id: str, name: Name, request: Request, caller: Writer, data: Annotated[Any, Body()] = None
+    run_id: str,
+    name: Name,
+    request: Request,
+    caller: Writer,
+    data: Annotated[JsonValue, Body()] = None,
 ) -> dict[str, Any]:
     """Deliver the JSON body to the run's `wait_for_event(name)` and wake it."""
     app = forge(request)

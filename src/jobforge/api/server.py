@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import version
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -105,3 +107,25 @@ def create_api(forge: Forge, *, auth: bool = True) -> FastAPI:
         api.include_router(module.router)
     api.add_middleware(BodyLimit, limit=max(MIN_BODY_BYTES, 2 * forge.max_payload_bytes))
     return api
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn that ends the event streams as it shuts down, then returns normally."""
+
+    def __init__(self, config: uvicorn.Config, hub: feed.FeedHub) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._hub.close()  # else open streams hold the shutdown until its timeout
+        await super().shutdown(sockets)
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Once shut down, uvicorn raises the stop signal again so that its default action
+        # ends the process: SIGTERM would exit 143 before a worker beside us has stopped.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()

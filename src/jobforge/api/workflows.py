@@ -16,6 +16,7 @@ from jobforge.api.models import (
     GroupOut,
     GroupPlanOut,
     WorkflowCreated,
+    WorkflowIn,
     WorkflowOut,
     WorkflowPage,
     WorkflowStats,
@@ -42,11 +43,12 @@ _GRAPH_CONTENT = {
 def create_workflow(
     request: Request,
     caller: Writer,
-    definition: Annotated[dict[str, Any], Body(description="as in a workflow file (JSON)")],
+    definition: Annotated[WorkflowIn, Body(description="as in a workflow file (JSON)")],
 ) -> dict[str, Any]:
     """Validate and enqueue a workflow: its jobs and edges in one transaction."""
     app = forge(request)
-    wf = workflow_from_dict(definition, "request body")
+    fields = definition.model_dump(by_alias=True, exclude_unset=True)  # what was sent
+    wf = workflow_from_dict(fields, "request body")
     if caller.tenant is not None:
         wf.tenant_id = caller.tenant
     ref = app.enqueue_workflow(wf)

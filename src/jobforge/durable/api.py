@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -14,7 +15,7 @@ from jobforge.durable.definitions import (
 )
 from jobforge.durable.records import RUN_FINISHED, RunRecord, StepRecord, parse_run_ref, run_ref
 from jobforge.durable.runner import drive
-from jobforge.errors import InvalidTransition, ValidationError
+from jobforge.errors import InvalidTransition, PayloadError, PayloadTooLarge, ValidationError
 from jobforge.retry import DEFAULT_BACKOFF, DEFAULT_BACKOFF_MAX
 from jobforge.store import runs as stored
 from jobforge.tasks import JobDefinition, JobOptions
@@ -40,6 +41,7 @@ class DurableRuns:
     builtins: dict[str, JobDefinition[Any, Any]]
     on_enqueue: list[Callable[[], None]]
     max_dependency_depth: int
+    max_payload_bytes: int
     default_queue: str
 
     if TYPE_CHECKING:
@@ -141,7 +143,16 @@ class DurableRuns:
         return self.get_run(run_id)
 
     def send_event(self, run_id: str, name: str, data: Any = None) -> None:
-        """Deliver `data` to the run's `wait_for_event(name)` and wake it."""
+        """Deliver `data` (any JSON value, within the payload size limit) to the run's
+        `wait_for_event(name)` and wake it."""
+        try:
+            size = len(json.dumps(data, allow_nan=False))  # ASCII: characters are bytes
+        except (TypeError, ValueError) as exc:
+            raise PayloadError(f"Event data is not JSON-serialisable: {exc}") from None
+        if size > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"Event data is {size} bytes, over the limit of {self.max_payload_bytes} bytes"
+            )
         stored.send_event(self.store, parse_run_ref(run_id), name, data)
         self._wake_workers()
 

@@ -185,6 +185,8 @@ def add_edge(
                 f"Circular dependency detected: {child.label} -> ... -> {parent.label}"
                 f" -> {child.label}"
             )
+        if store._run(cur, "edge_between", parent=parent_id, child=child_id).fetchone():
+            raise deps.DuplicateDependency(f"{child.label} already depends on {parent.label}")
         edge = NewEdge(edge_id, parent_id, child_id, k.value, cond, child.workflow_id)
         store._insert_many(cur, "edges", store._edge_rows([edge], {}))
         store._run(cur, "add_pending_parent", id=child_id, depth=parent.depth + 1)

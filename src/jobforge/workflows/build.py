@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobforge import deps
 from jobforge.errors import ValidationError
-from jobforge.jobs import NewEdge, NewJob, NewWorkflow, new_id, new_ids, utcnow
+from jobforge.jobs import NewEdge, NewJob, NewWorkflow, new_id, new_ids, untagged, utcnow
 from jobforge.workflows.dag import Workflow
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ def build_rows(app: Forge, wf: Workflow) -> tuple[NewWorkflow, list[NewJob], lis
         timeout=wf.timeout,
         deadline=None if wf.timeout is None else now + timedelta(seconds=wf.timeout),
         metadata_json=json.dumps(wf.metadata),
-        tenant_id=wf.tenant_id,
+        tenant_id=untagged(wf.tenant_id),
         trace_id=wf.trace_id,
         correlation_id=wf.correlation_id,
         created_at=now,
@@ -43,7 +43,7 @@ def build_rows(app: Forge, wf: Workflow) -> tuple[NewWorkflow, list[NewJob], lis
         for key, value in (
             ("priority", wf.priority),
             ("retries", wf.retries),
-            ("tenant_id", wf.tenant_id),
+            ("tenant_id", untagged(wf.tenant_id)),
             ("trace_id", wf.trace_id),
             ("correlation_id", wf.correlation_id),
         )

@@ -24,6 +24,10 @@ WITH picked AS (
     WHERE status IN ('queued', 'scheduled') AND scheduled_at <= now()
       AND type = ANY(%(types)s)
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      -- Not a row last written by a younger transaction (a job enqueued while this one was
+      -- finishing others): the change feed orders transactions by id, and would show the
+      -- job running before it was created. The next claim takes it.
+      AND age(xmin) >= 0
     ORDER BY priority DESC, scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -474,6 +478,7 @@ WHERE status IN ('queued', 'scheduled') AND scheduled_at <= now()
   AND type = ANY(%(types)s)
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND NOT type = ANY(%(full_types)s::text[]) AND NOT queue = ANY(%(full_queues)s::text[])
+  AND age(xmin) >= 0  -- as in claim_jobs
 ORDER BY priority DESC, scheduled_at, id
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
@@ -623,6 +628,9 @@ WHERE (txid, id) > (%(after_txid)s::text::xid8, %(after_id)s::bigint)
   AND (%(workflow_id)s::uuid IS NULL OR workflow_id = %(workflow_id)s)
 ORDER BY txid, id
 LIMIT %(limit)s
+
+-- name: edge_between
+SELECT id FROM jobforge_edges WHERE parent_id = %(parent)s AND child_id = %(child)s
 
 -- name: job_created_events
 -- The feed's "created" events (updates come from the triggers of migration 0006).

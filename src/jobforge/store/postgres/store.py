@@ -16,7 +16,7 @@ from psycopg.pq import Format
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from jobforge.errors import DatabaseUnavailable
+from jobforge.errors import DatabaseUnavailable, ValidationError
 from jobforge.jobs import Job, JobStatus
 from jobforge.store.migrate import VERSION_TABLE, load_migrations
 from jobforge.store.queries import load_queries
@@ -59,6 +59,7 @@ class PostgresStore(SQLStore):
                 yield cur
             return
         with (
+            _values_checked(),
             self.pool.connection() as conn,
             conn.transaction(),
             conn.cursor(row_factory=dict_row) as cur,
@@ -73,7 +74,7 @@ class PostgresStore(SQLStore):
             with self._tx() as cur:
                 yield cur
             return
-        with self.pool.connection() as conn:
+        with _values_checked(), self.pool.connection() as conn:
             conn.autocommit = True
             try:
                 with conn.cursor(row_factory=dict_row) as cur:
@@ -208,6 +209,17 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         self.pool.close()
+
+
+@contextmanager
+def _values_checked() -> Iterator[None]:
+    """A value PostgreSQL cannot store (a NUL character, a number out of range) is bad input,
+    refused like any other, not a driver error."""
+    try:
+        yield
+    except psycopg.errors.DataError as exc:
+        reason = exc.diag.message_primary or str(exc).splitlines()[0]
+        raise ValidationError(f"Invalid value: {reason}") from None
 
 
 class PgListener:

@@ -586,6 +586,9 @@ WHERE id > :after_id AND id <= :horizon_id
 ORDER BY id
 LIMIT :limit
 
+-- name: edge_between
+SELECT id FROM jobforge_edges WHERE parent_id = :parent AND child_id = :child
+
 -- name: job_created_events
 -- The feed's "created" events (updates come from the triggers of migration 0006).
 INSERT INTO jobforge_events (kind, object_id, workflow_id, tenant_id, status, progress, at)
