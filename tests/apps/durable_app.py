@@ -32,7 +32,9 @@ def pause(where: str, directory: str) -> None:
     gate = Path(directory) / "gate"
     if gate.exists():
         return
-    (Path(directory) / "paused").write_text(f"{where} {os.getpid()}\n")
+    note = Path(directory) / "paused.tmp"  # renamed into place: never read half-written
+    note.write_text(f"{where} {os.getpid()}\n")
+    note.rename(Path(directory) / "paused")
     deadline = time.monotonic() + 60
     while not gate.exists() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -7,6 +7,7 @@ import pytest
 
 from jobforge import Forge
 from tests.e2e.helpers import Workers
+from tests.e2e.serving import Servers
 
 
 @pytest.fixture
@@ -17,6 +18,16 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
         yield ws
     finally:
         ws.cleanup()
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Servers]:
+    """Start `jobforge serve` processes; each one left running is stopped afterwards."""
+    started = Servers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.cleanup()
 
 
 @pytest.fixture

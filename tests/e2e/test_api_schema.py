@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.e2e.serving import SERVE_APP, Servers, create_key
 
@@ -23,15 +21,6 @@ CHECKS = (
     "response_schema_conformance"
 )
 METHODS = {"get", "post", "put", "patch", "delete"}
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    started = Servers(tmp_path)
-    try:
-        yield started
-    finally:
-        started.cleanup()
 
 
 def test_every_response_matches_the_openapi_document(

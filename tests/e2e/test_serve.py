@@ -21,16 +21,6 @@ FINISHED = {"succeeded", "partial_success", "failed", "cancelled", "skipped"}
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    """Start `jobforge serve` processes; each one left running is stopped afterwards."""
-    started = Servers(tmp_path)
-    try:
-        yield started
-    finally:
-        started.cleanup()
-
-
-@pytest.fixture
 def worker(db_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
     """A `jobforge worker` process on the test app, in its own session."""
     proc = WorkerProcess(

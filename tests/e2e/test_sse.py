@@ -9,13 +9,11 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from jobforge import apikeys
 from jobforge.store.factory import open_store
@@ -25,15 +23,6 @@ from tests.e2e.serving import SERVE_APP, Event, EventStream, Servers
 ALL = "jobs:read,jobs:write,workflows:read,workflows:write"
 FINISHED = {"succeeded", "failed", "cancelled", "skipped", "completed", "compensated"}
 Stored = tuple[str, str, str, str]  # (event id, kind, object, status)
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    started = Servers(tmp_path)
-    try:
-        yield started
-    finally:
-        started.cleanup()
 
 
 def key(db_url: str, tenant: str, permissions: str = ALL) -> str:
