@@ -172,6 +172,7 @@ class Worker:
                 free = self._capacity() - len(self._claimed)
                 # Clear before claiming: a wake-up landing during the claim is kept, not lost.
                 self._poke.clear()
+                asked = time.time()
                 try:
                     jobs = await self._db_call(self.app.store.claim_jobs, self._claim_params(free))
                     failures = 0
@@ -188,7 +189,7 @@ class Worker:
                 continue
             if len(jobs) == free:
                 continue
-            if not jobs and cfg.burst and await self._idle():
+            if not jobs and cfg.burst and await self._idle(asked):
                 return
             await self._wait_for_work(bool(jobs))
 
@@ -214,9 +215,13 @@ class Worker:
             self.id, self._types, cfg.queues, limit, cfg.lease_seconds, self.app.limits
         )
 
-    async def _idle(self) -> bool:
-        """Burst mode: nothing runnable, nothing in flight, no retry of ours coming up."""
-        if self._claimed or self._outcomes or time.time() < self._retry_horizon:
+    async def _idle(self, asked: float) -> bool:
+        """Burst mode: nothing runnable, nothing in flight, no retry of ours coming up.
+
+        `asked` is when the empty claim was sent: a retry that came due after it may not
+        have been claimable then, so it still counts as coming up.
+        """
+        if self._claimed or self._outcomes or asked < self._retry_horizon:
             return False
         if self.app.limits:  # due jobs a limit holds back are still work to wait for
             due = await self._db_call(self.app.store.next_due_at, self._types, self.config.queues)
