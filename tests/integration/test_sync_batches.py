@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobforge import Forge, Job, JobContext, JobStatus, Worker, WorkerConfig
@@ -27,18 +28,19 @@ class BatchSpy:
         self.batches: list[list[int]] = []
         original = SyncBatch.run
 
-        async def run(batch: SyncBatch, pool: Any) -> None:
+        async def run(batch: SyncBatch, *args: Any) -> None:
             self.batches.append([ctx.job.payload["n"] for _, ctx in batch.items])
-            await original(batch, pool)
+            await original(batch, *args)
 
         monkeypatch.setattr(SyncBatch, "run", run)
 
 
 def run_worker(app: Forge, done: list[str], **config: Any) -> None:
-    """A one-slot worker until every job of `done` is terminal."""
+    """A worker (one slot unless told) until every job of `done` is terminal."""
+    settings = {"concurrency": 1, "prefetch": 8, "grace_period": 2.0, **config}
 
     async def main() -> None:
-        worker = Worker(app, WorkerConfig(concurrency=1, prefetch=8, grace_period=2.0, **config))
+        worker = Worker(app, WorkerConfig(**settings))
         task = asyncio.create_task(worker.run())
         deadline = time.monotonic() + 15
         try:
@@ -159,3 +161,41 @@ def test_stopping_mid_batch_finishes_the_running_job_and_releases_the_rest(
     for n in (2, 3):
         job = get(app, ids[n])
         assert (job.status, job.attempts, job.worker_id) == (JobStatus.QUEUED, 0, None)
+
+
+def test_jobs_behind_a_slow_one_in_a_batch_go_to_another_slot(app: Forge, monkeypatch: Any) -> None:
+    spy = BatchSpy(monkeypatch)
+    release = threading.Event()
+    finished: dict[int, float] = {}
+
+    @app.job
+    def step(ctx: JobContext, n: int, slow: bool = False) -> int:
+        if slow:
+            release.wait(10)
+        finished[n] = time.monotonic()
+        return n
+
+    # 0 first, alone (to time the type); then 1 (slow), 2 and 3 claimed together.
+    ids = [app.enqueue("step", {"n": 0})]
+    later = datetime.now(UTC) + timedelta(seconds=0.3)
+    ids += [
+        app.enqueue("step", {"n": n, "slow": n == 1}, priority=10 - n, run_at=later)
+        for n in (1, 2, 3)
+    ]
+
+    def release_when_the_rest_ran() -> None:
+        deadline = time.monotonic() + 5
+        while not {2, 3} <= finished.keys() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        release.set()
+
+    releaser = threading.Thread(target=release_when_the_rest_ran)
+    releaser.start()
+    try:
+        run_worker(app, ids, concurrency=2, **FAST)
+    finally:
+        release.set()
+        releaser.join()
+    assert spy.batches == [[0], [1, 2, 3], [2, 3]]
+    assert finished[2] < finished[1] and finished[3] < finished[1]
+    assert [get(app, j).result for j in ids] == [0, 1, 2, 3]

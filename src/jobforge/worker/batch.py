@@ -6,7 +6,8 @@ fight over. A batch of claimed jobs pays them once. The loop still enforces ever
 timeout and drops a job whose lease was lost; the thread checks between jobs whether to go
 on. A job that overruns its timeout, or is lost while it runs, is abandoned (a thread cannot
 be killed): the thread starts nothing more, and the jobs it never started go back to the
-worker.
+worker. A job that runs past `patience` (far longer than the batch was sized for) keeps its
+thread, but the jobs waiting behind it go back to the worker for the other slots.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class SyncBatch:
 
     items: list[Item]
     stopping: Callable[[], bool]  # read from the thread: once true, start nothing more
+    patience: float  # seconds a job may run before the jobs behind it are handed back
     outcomes: dict[uuid.UUID, Outcome] = field(default_factory=dict)
     lost: set[uuid.UUID] = field(default_factory=set)  # dropped: their lease moved on
     # Resolved when the thread is done with the batch, or the loop abandons it.
@@ -78,20 +80,30 @@ class SyncBatch:
     _current: int = -1  # index of the running job, -1 between jobs
     _started: float = 0.0  # its start, time.monotonic()
     _next: int = 0  # index of the first job the thread has not taken
+    _end: int = -1  # the thread takes no job from this index on (set in __post_init__)
     _closed: bool = False  # set by the loop: the thread starts nothing more
+    handed_back: set[uuid.UUID] = field(default_factory=set)  # see `run`'s hand_back
+
+    def __post_init__(self) -> None:
+        self._end = len(self.items)
 
     def unstarted(self) -> list[Job]:
-        """Jobs the thread never took (read after `run()`: the batch is closed then)."""
-        return [ctx.job for _, ctx in self.items[self._next :]]
+        """Jobs the thread never took nor handed back (read after `run()`: it is closed)."""
+        return [ctx.job for _, ctx in self.items[self._next : self._end]]
 
-    async def run(self, pool: Executor) -> None:
-        """Run the jobs in `pool` until all ran, one is abandoned, or the worker stops."""
+    async def run(self, pool: Executor, hand_back: Callable[[list[Job]], None]) -> None:
+        """Run the jobs in `pool` until all ran, one is abandoned, or the worker stops.
+
+        Jobs held up behind one that runs past `patience` go to `hand_back` at once.
+        """
         future = asyncio.get_running_loop().run_in_executor(pool, self._run)
         future.add_done_callback(self._thread_done)
         try:
             while not self.done.done():
                 await asyncio.wait([self.done], timeout=self._next_check())
                 self._expire()
+                if late := self._shed():
+                    hand_back(late)
         finally:
             with self._lock:
                 self._closed = True
@@ -109,7 +121,7 @@ class SyncBatch:
     def _run(self) -> None:
         for i, (definition, ctx) in enumerate(self.items):
             with self._lock:
-                if self._closed or self.stopping():
+                if self._closed or self.stopping() or i >= self._end:
                     return
                 self._next = i + 1
                 if ctx.job.id in self.lost:
@@ -147,11 +159,16 @@ class SyncBatch:
     def _next_check(self) -> float | None:
         """Seconds until a job could overrun its timeout; None if none has one."""
         with self._lock:
-            later = (c.job.timeout for _, c in self.items[self._next :])
+            later = (c.job.timeout for _, c in self.items[self._next : self._end])
             waits = [t for t in later if t is not None]
             limit = self.items[self._current][1].job.timeout if self._current >= 0 else None
             if limit is not None:
                 waits.append(self._started + limit - time.monotonic())
+            # Jobs wait behind the running one (or behind the first, not started yet).
+            if self._current >= 0 and self._next < self._end:
+                waits.append(self._started + self.patience - time.monotonic())
+            elif self._next + 1 < self._end:
+                waits.append(self.patience)
         return max(0.0, min(waits)) if waits else None
 
     def _expire(self) -> None:
@@ -163,3 +180,17 @@ class SyncBatch:
             if job.timeout is not None and time.monotonic() - self._started >= job.timeout:
                 self.outcomes[job.id] = timed_out(job)
                 self._abandon()
+
+    def _shed(self) -> list[Job]:
+        """If the running job has run past `patience`, take back the jobs behind it."""
+        with self._lock:
+            if self._current < 0 or self._next >= self._end:
+                return []
+            if time.monotonic() - self._started < self.patience:
+                return []
+            behind = [ctx.job for _, ctx in self.items[self._next : self._end]]
+            self._end = self._next
+        # A lost job stays with the batch: the worker forgets it when the batch ends.
+        late = [job for job in behind if job.id not in self.lost]
+        self.handed_back.update(job.id for job in late)
+        return late

@@ -56,6 +56,9 @@ MAX_PREFETCH = 64
 PREFETCH_HORIZON = 0.05  # seconds of work to hold claimed ahead
 MAX_BATCH = 16  # sync jobs one slot runs in one thread hop
 BATCH_BUDGET = 0.002  # seconds of handler time per batch: longer handlers go one at a time
+# A job in a batch running this long holds up the rest: they go back to the other slots.
+# Well above the budget, so that a thread waiting for the GIL (5 ms slices) does not count.
+BATCH_PATIENCE = 0.01
 
 
 class Running(NamedTuple):
@@ -315,18 +318,17 @@ class Worker:
         return items
 
     async def _run_batch(self, items: list[Item]) -> None:
-        batch = SyncBatch(items, self._stop.is_set)  # is_set only reads a flag: thread-safe
+        # is_set only reads a flag: safe from the thread.
+        batch = SyncBatch(items, self._stop.is_set, BATCH_PATIENCE)
         for _, ctx in items:
             self._running[ctx.job.id] = Running(
                 batch.done, functools.partial(batch.drop, ctx.job.id)
             )
         began = time.perf_counter()
         try:
-            await batch.run(self._pool)
+            await batch.run(self._pool, self._hand_back)
         finally:
-            for _, ctx in items:
-                self._running.pop(ctx.job.id, None)
-                self._contexts.pop(ctx.job.id, None)
+            self._forget([ctx.job for _, ctx in items if ctx.job.id not in batch.handed_back])
             self._settle(batch)
         if batch.timings:
             self._note_run_time((time.perf_counter() - began) / len(batch.timings))
@@ -343,8 +345,18 @@ class Worker:
             elif ctx.job.id in batch.lost:
                 self._claimed.pop(ctx.job.id, None)  # lost its lease; nothing to record
                 self._poke.set()
+        self._hand_back([j for j in batch.unstarted() if j.id not in batch.lost])
+
+    def _hand_back(self, jobs: list[Job]) -> None:
+        """Jobs a batch will not start: the next free slots take them."""
+        self._forget(jobs)
         if not self._stop.is_set():  # when stopping, they stay claimed and are released
-            self._backlog.put_back([j for j in batch.unstarted() if j.id not in batch.lost])
+            self._backlog.put_back(jobs)
+
+    def _forget(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._running.pop(job.id, None)
+            self._contexts.pop(job.id, None)
 
     def _context(self, job: Job) -> JobContext:
         ctx = JobContext(job, self._add_progress, cancel_requested=job.cancel_requested)
