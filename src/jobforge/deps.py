@@ -253,7 +253,11 @@ class DepsOps(Protocol):
 
     def pending_edges_from(self, parent_ids: Sequence[uuid.UUID]) -> list[EdgeRow]: ...
 
-    def set_edges(self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]]) -> None: ...
+    def resolve_edges(
+        self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]], counts: Mapping[uuid.UUID, int]
+    ) -> list[ChildState]:
+        """Write edge verdicts and take `counts` resolved edges off each child's pending."""
+        ...
 
     def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]: ...
 
@@ -353,11 +357,12 @@ def _settle_level(
             doomed.setdefault(edge.child_id, skip_reason(edge, parent))
     if not updates:
         return []
-    ops.set_edges(updates)
     for child in doomed:
         resolved.pop(child, None)
+    # Skips cancel every pending edge into a skipped child, and then resolve_edges writes
+    # this level's edges over that: the same end state as writing them first.
     skipped = ops.skip(doomed) if doomed else []
-    children = ops.decrement_pending(resolved) if resolved else []
+    children = ops.resolve_edges(updates, resolved)
     # A child of a paused workflow stays waiting (held) until the workflow resumes.
     ready = [
         c

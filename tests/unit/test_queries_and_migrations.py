@@ -101,8 +101,10 @@ def test_shipped_query_files_define_every_verb(dialect: str) -> None:
 def test_dialects_define_the_same_verbs() -> None:
     sqlite = set(load_queries("jobforge.store.sqlite"))
     postgres = set(load_queries("jobforge.store.postgres"))
-    # LISTEN/NOTIFY, COPY, plan settings and advisory locks exist only on PostgreSQL.
+    # LISTEN/NOTIFY, COPY, plan settings, advisory locks and writable CTEs exist only on
+    # PostgreSQL.
     assert postgres - sqlite == {
+        "resolve_edges",
         "notify",
         "copy_jobs",
         "copy_edges",

@@ -32,6 +32,10 @@ def _rows_json(rows: Iterable[Mapping[str, Any]]) -> str:
     return json.dumps(list(rows), default=str)
 
 
+def _counts(counts: Mapping[uuid.UUID, int]) -> str:
+    return _rows_json({"id": str(i), "n": n} for i, n in counts.items())
+
+
 class SQLDepsOps:
     """`deps.DepsOps` bound to one cursor of one transaction."""
 
@@ -97,13 +101,22 @@ class SQLDepsOps:
             for r in self._all("pending_edges_from", ids=rest)
         ]
 
-    def set_edges(self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]]) -> None:
+    def resolve_edges(
+        self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]], counts: Mapping[uuid.UUID, int]
+    ) -> list[ChildState]:
         self._known_edges.clear()
         rows = ({"id": str(i), "status": s.value, "resolved_by": by} for i, s, by in updates)
-        self.store._run(self.cur, "set_edges", rows=_rows_json(rows))
+        edges = _rows_json(rows)
+        # One round trip where the dialect has writable CTEs (a step of every workflow hop).
+        if "resolve_edges" in self.store.q:
+            return self._children(self._all("resolve_edges", edges=edges, rows=_counts(counts)))
+        self.store._run(self.cur, "set_edges", rows=edges)
+        return self.decrement_pending(counts) if counts else []
 
     def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]:
-        rows = ({"id": str(i), "n": n} for i, n in counts.items())
+        return self._children(self._all("decrement_pending", rows=_counts(counts)))
+
+    def _children(self, rows: list[Row]) -> list[ChildState]:
         return [
             ChildState(
                 as_uuid(r["id"]),
@@ -112,7 +125,7 @@ class SQLDepsOps:
                 None if r["workflow_id"] is None else as_uuid(r["workflow_id"]),
                 r["workflow_status"],
             )
-            for r in self._all("decrement_pending", rows=_rows_json(rows))
+            for r in rows
         ]
 
     def release(self, ids: Sequence[uuid.UUID]) -> set[str]:

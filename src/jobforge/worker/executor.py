@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import json
 import logging
 import os
 import traceback
-from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -24,34 +22,58 @@ from jobforge.tasks import JobDefinition
 log = logging.getLogger("jobforge.worker")
 
 
-async def execute(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Executor) -> Outcome:
-    """Run the handler (async on the loop, sync in `pool`) under the job's timeout."""
+async def execute(definition: JobDefinition[Any, Any], ctx: JobContext) -> Outcome:
+    """Run an async handler on the loop under the job's timeout.
+
+    Sync handlers go through `run_sync` in a `SyncBatch`, which enforces their timeout.
+    """
     job = ctx.job
     deadline = asyncio.timeout(job.timeout)
     try:
         async with deadline:
-            value = await _call(definition, ctx, pool)
-    except Park as p:
-        return replace(
-            _outcome(job, JobStatus.SCHEDULED, scheduled_in=p.seconds, attempt_delta=-1),
-            parks_run=True, wait_event=p.event,
-        )  # fmt: skip
-    except Snooze as s:
-        return _outcome(job, JobStatus.SCHEDULED, scheduled_in=s.seconds, attempt_delta=-1)
-    except Cancel as c:
-        return _outcome(job, JobStatus.CANCELLED, errors=[_entry(job, c)])
-    except Fail as f:
-        return _outcome(job, JobStatus.FAILED, errors=[_entry(job, f)])
-    except TimeoutError as exc:
-        if deadline.expired():
-            return _failure(job, JobTimeout(f"job exceeded its timeout of {job.timeout}s"), None)
-        return _failure(job, exc, None)
-    except Retry as r:
-        return _failure(job, r, r.delay)
+            value = await definition.func(ctx, **job.payload)
     except asyncio.CancelledError:
         raise
+    except TimeoutError as exc:
+        return timed_out(job) if deadline.expired() else settle_error(job, exc)
     except BaseException as exc:  # even SystemExit in a handler fails only this attempt
-        return _failure(job, exc, None)
+        return settle_error(job, exc)
+    return settle_value(ctx, value)
+
+
+def run_sync(definition: JobDefinition[Any, Any], ctx: JobContext) -> Outcome:
+    """Run a sync handler in the calling thread and map what happened to an outcome."""
+    try:
+        value = definition.func(ctx, **ctx.job.payload)
+    except BaseException as exc:  # even SystemExit in a handler fails only this attempt
+        return settle_error(ctx.job, exc)
+    return settle_value(ctx, value)
+
+
+def timed_out(job: Job) -> Outcome:
+    """The outcome of an attempt that overran `job.timeout`."""
+    return _failure(job, JobTimeout(f"job exceeded its timeout of {job.timeout}s"), None)
+
+
+def settle_error(job: Job, exc: BaseException) -> Outcome:
+    """Map a handler's exception (a control signal or a failure) to its outcome."""
+    if isinstance(exc, Park):
+        return replace(
+            _outcome(job, JobStatus.SCHEDULED, scheduled_in=exc.seconds, attempt_delta=-1),
+            parks_run=True, wait_event=exc.event,
+        )  # fmt: skip
+    if isinstance(exc, Snooze):
+        return _outcome(job, JobStatus.SCHEDULED, scheduled_in=exc.seconds, attempt_delta=-1)
+    if isinstance(exc, Cancel):
+        return _outcome(job, JobStatus.CANCELLED, errors=[_entry(job, exc)])
+    if isinstance(exc, Fail):
+        return _outcome(job, JobStatus.FAILED, errors=[_entry(job, exc)])
+    return _failure(job, exc, exc.delay if isinstance(exc, Retry) else None)
+
+
+def settle_value(ctx: JobContext, value: Any) -> Outcome:
+    """The outcome of a handler that returned `value`."""
+    job = ctx.job
     if isinstance(value, PartialSuccess):
         items = [_item_entry(job, e) for e in value.errors]
         # With no item errors there is nothing partial about it.
@@ -62,17 +84,6 @@ async def execute(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Ex
     return _outcome(
         job, status, result=value, errors=items, progress=100, result_url=ctx.result_url
     )
-
-
-async def _call(definition: JobDefinition[Any, Any], ctx: JobContext, pool: Executor) -> Any:
-    if definition.is_async:
-        return await definition.func(ctx, **ctx.job.payload)
-    call = functools.partial(definition.func, ctx, **ctx.job.payload)
-    future = asyncio.get_running_loop().run_in_executor(pool, call)
-    # A thread cannot be killed: on timeout the attempt fails and whatever the thread
-    # returns later is dropped (the callback only marks its exception as seen).
-    future.add_done_callback(lambda f: f.cancelled() or f.exception())
-    return await future
 
 
 def _failure(job: Job, exc: BaseException, delay: float | None) -> Outcome:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -12,12 +13,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from jobforge.context import JobContext
 from jobforge.jobs import Job, JobStatus, utcnow
 from jobforge.store import retention
 from jobforge.store.base import ClaimParams, Outcome, ProgressUpdate, WorkerInfo
+from jobforge.tasks import JobDefinition
+from jobforge.worker.batch import Backlog, Item, SyncBatch
 from jobforge.worker.executor import execute
 from jobforge.worker.scheduler import Scheduler
 
@@ -51,6 +54,18 @@ class WorkerConfig:
 
 MAX_PREFETCH = 64
 PREFETCH_HORIZON = 0.05  # seconds of work to hold claimed ahead
+MAX_BATCH = 16  # sync jobs one slot runs in one thread hop
+BATCH_BUDGET = 0.002  # seconds of handler time per batch: longer handlers go one at a time
+# A job in a batch running this long holds up the rest: they go back to the other slots.
+# Well above the budget, so that a thread waiting for the GIL (5 ms slices) does not count.
+BATCH_PATIENCE = 0.01
+
+
+class Running(NamedTuple):
+    """A job in a slot: what finishes when it ends, and how to drop it (lease lost)."""
+
+    done: asyncio.Future[Any]
+    abort: Callable[[], object]
 
 
 @dataclass
@@ -72,15 +87,16 @@ class Worker:
         self._types = sorted({*app.registry, *app.builtins})
         self._stop = asyncio.Event()
         self._poke = asyncio.Event()
-        self._backlog: asyncio.Queue[Job] = asyncio.Queue()
-        self._running: dict[uuid.UUID, asyncio.Task[Outcome]] = {}
+        self._backlog = Backlog()
+        self._running: dict[uuid.UUID, Running] = {}
         self._contexts: dict[uuid.UUID, JobContext] = {}
         self._claimed: dict[uuid.UUID, Job] = {}
         self._outcomes: list[Outcome] = []
         self._progress: list[ProgressUpdate] = []
         self._flush_needed = asyncio.Event()
         self._claim_lock = asyncio.Lock()  # claims from the fetch loop and the flusher
-        self._avg_run: float | None = None  # moving average of handler run time, seconds
+        self._avg_run: float | None = None  # moving average of a slot's time per job, seconds
+        self._sync_cost: dict[str, float] = {}  # the same per sync type, in the handler alone
         self._retry_horizon = 0.0  # burst mode waits for retries it scheduled itself
         self._db = ThreadPoolExecutor(2, thread_name_prefix="jobforge-db")
         self._pool = ThreadPoolExecutor(
@@ -172,6 +188,7 @@ class Worker:
                 free = self._capacity() - len(self._claimed)
                 # Clear before claiming: a wake-up landing during the claim is kept, not lost.
                 self._poke.clear()
+                asked = time.time()
                 try:
                     jobs = await self._db_call(self.app.store.claim_jobs, self._claim_params(free))
                     failures = 0
@@ -188,7 +205,7 @@ class Worker:
                 continue
             if len(jobs) == free:
                 continue
-            if not jobs and cfg.burst and await self._idle():
+            if not jobs and cfg.burst and await self._idle(asked):
                 return
             await self._wait_for_work(bool(jobs))
 
@@ -214,9 +231,13 @@ class Worker:
             self.id, self._types, cfg.queues, limit, cfg.lease_seconds, self.app.limits
         )
 
-    async def _idle(self) -> bool:
-        """Burst mode: nothing runnable, nothing in flight, no retry of ours coming up."""
-        if self._claimed or self._outcomes or time.time() < self._retry_horizon:
+    async def _idle(self, asked: float) -> bool:
+        """Burst mode: nothing runnable, nothing in flight, no retry of ours coming up.
+
+        `asked` is when the empty claim was sent: a retry that came due after it may not
+        have been claimable then, so it still counts as coming up.
+        """
+        if self._claimed or self._outcomes or asked < self._retry_horizon:
             return False
         if self.app.limits:  # due jobs a limit holds back are still work to wait for
             due = await self._db_call(self.app.store.next_due_at, self._types, self.config.queues)
@@ -248,30 +269,103 @@ class Worker:
 
     # -- running -----------------------------------------------------------------------
     async def _runner(self) -> None:
+        """One slot: async handlers one at a time, sync ones in batches."""
         while True:
             job = await self._backlog.get()
             definition = self.app.definition(job.type)
             assert definition is not None  # only registered types are claimed
-            ctx = JobContext(job, self._add_progress, cancel_requested=job.cancel_requested)
-            self._contexts[job.id] = ctx
-            task = asyncio.create_task(execute(definition, ctx, self._pool))
-            self._running[job.id] = task
-            began = time.perf_counter()
-            try:
-                outcome = await task
-                took = time.perf_counter() - began
-                avg = self._avg_run
-                self._avg_run = took if avg is None else 0.9 * avg + 0.1 * took
-            except asyncio.CancelledError:
-                if task.cancelled() and not self._stop.is_set():
-                    self._claimed.pop(job.id, None)  # lost its lease; nothing to record
-                    self._poke.set()
-                    continue
-                raise
-            finally:
-                self._running.pop(job.id, None)
-                self._contexts.pop(job.id, None)
-            self._record(outcome)
+            if definition.is_async:
+                await self._run_async(definition, job)
+            else:
+                await self._run_batch(self._gather_sync(definition, job))
+
+    async def _run_async(self, definition: JobDefinition[Any, Any], job: Job) -> None:
+        task = asyncio.create_task(execute(definition, self._context(job)))
+        self._running[job.id] = Running(task, task.cancel)
+        began = time.perf_counter()
+        try:
+            outcome = await task
+        except asyncio.CancelledError:
+            if task.cancelled() and not self._stop.is_set():
+                self._claimed.pop(job.id, None)  # lost its lease; nothing to record
+                self._poke.set()
+                return
+            raise
+        finally:
+            self._running.pop(job.id, None)
+            self._contexts.pop(job.id, None)
+        self._note_run_time(time.perf_counter() - began)
+        self._record(outcome)
+
+    def _gather_sync(self, definition: JobDefinition[Any, Any], first: Job) -> list[Item]:
+        """`first` and the sync jobs queued behind it, up to BATCH_BUDGET of handler time.
+
+        Short handlers gain more from sharing a hop than from spreading over the slots
+        (they hold the GIL); longer ones, and types not yet timed, go one at a time and so
+        keep running in parallel.
+        """
+        items = [(definition, self._context(first))]
+        spent = self._sync_cost.get(first.type, BATCH_BUDGET)
+        while len(items) < MAX_BATCH and not self._backlog.empty():
+            job = self._backlog.peek()
+            nxt = self.app.definition(job.type)
+            assert nxt is not None
+            cost = self._sync_cost.get(job.type, BATCH_BUDGET)
+            if nxt.is_async or spent + cost > BATCH_BUDGET:
+                break  # the next free slot takes it
+            items.append((nxt, self._context(self._backlog.get_nowait())))
+            spent += cost
+        return items
+
+    async def _run_batch(self, items: list[Item]) -> None:
+        # is_set only reads a flag: safe from the thread.
+        batch = SyncBatch(items, self._stop.is_set, BATCH_PATIENCE)
+        for _, ctx in items:
+            self._running[ctx.job.id] = Running(
+                batch.done, functools.partial(batch.drop, ctx.job.id)
+            )
+        began = time.perf_counter()
+        try:
+            await batch.run(self._pool, self._hand_back)
+        finally:
+            self._forget([ctx.job for _, ctx in items if ctx.job.id not in batch.handed_back])
+            self._settle(batch)
+        if batch.timings:
+            self._note_run_time((time.perf_counter() - began) / len(batch.timings))
+        # Handler time alone, per type: the hops a batch saves must not count against it.
+        for type_name, took in batch.timings:
+            self._sync_cost[type_name] = _ewma(self._sync_cost.get(type_name), took)
+
+    def _settle(self, batch: SyncBatch) -> None:
+        """Record what finished, forget what was lost, requeue what never started."""
+        for _, ctx in batch.items:
+            outcome = batch.outcomes.get(ctx.job.id)
+            if outcome is not None:
+                self._record(outcome)
+            elif ctx.job.id in batch.lost:
+                self._claimed.pop(ctx.job.id, None)  # lost its lease; nothing to record
+                self._poke.set()
+        self._hand_back([j for j in batch.unstarted() if j.id not in batch.lost])
+
+    def _hand_back(self, jobs: list[Job]) -> None:
+        """Jobs a batch will not start: the next free slots take them."""
+        self._forget(jobs)
+        if not self._stop.is_set():  # when stopping, they stay claimed and are released
+            self._backlog.put_back(jobs)
+
+    def _forget(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._running.pop(job.id, None)
+            self._contexts.pop(job.id, None)
+
+    def _context(self, job: Job) -> JobContext:
+        ctx = JobContext(job, self._add_progress, cancel_requested=job.cancel_requested)
+        self._contexts[job.id] = ctx
+        return ctx
+
+    def _note_run_time(self, took: float) -> None:
+        """Moving average of the time a slot spends per job; sizes the prefetch."""
+        self._avg_run = _ewma(self._avg_run, took)
 
     def _record(self, outcome: Outcome) -> None:
         # A run waiting for an event is someone else's to wake: burst mode does not wait.
@@ -349,11 +443,11 @@ class Worker:
         # commits while the heartbeat runs is missing from `held` but is ours.
         before = set(self._claimed)
         held = await self._db_call(self.app.store.heartbeat, self.id, self.config.lease_seconds)
-        for job_id, task in list(self._running.items()):
+        for job_id, running in list(self._running.items()):
             if job_id not in held:
                 if job_id in before:
                     log.warning("job %s was taken from this worker (cancelled or rescued)", job_id)
-                    task.cancel()
+                    running.abort()
             elif held[job_id] and job_id in self._contexts:
                 self._contexts[job_id].cancel_requested = True
 
@@ -397,7 +491,7 @@ class Worker:
                 len(self._running),
             )
             # Wait in short steps, re-reading the grace period: a second signal sets it to 0.
-            pending = set(self._running.values())
+            pending = {r.done for r in self._running.values()}
             begun = time.monotonic()
             while pending and (left := self.config.grace_period - (time.monotonic() - begun)) > 0:
                 _, pending = await asyncio.wait(pending, timeout=min(left, 0.1))
@@ -414,3 +508,7 @@ class Worker:
         for task in side:
             task.cancel()
         await asyncio.gather(*side, return_exceptions=True)
+
+
+def _ewma(avg: float | None, value: float) -> float:
+    return value if avg is None else 0.9 * avg + 0.1 * value

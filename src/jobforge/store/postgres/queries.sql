@@ -153,6 +153,20 @@ WHERE j.id = u.id AND j.status = 'waiting'
 RETURNING j.id, j.status, j.pending_parents, j.workflow_id,
           (SELECT w.status FROM jobforge_workflows w WHERE w.id = j.workflow_id) AS workflow_status
 
+-- name: resolve_edges
+-- set_edges and decrement_pending in one round trip. The jobs UPDATE reads no edge, so it
+-- does not matter that it cannot see the CTE's writes.
+WITH edges AS (
+    UPDATE jobforge_edges e SET status = u.status, resolved_at = now(), resolved_by = u.resolved_by
+    FROM jsonb_to_recordset(%(edges)s::jsonb) AS u(id uuid, status text, resolved_by text)
+    WHERE e.id = u.id
+)
+UPDATE jobforge_jobs j SET pending_parents = j.pending_parents - u.n, updated_at = now()
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, n int)
+WHERE j.id = u.id AND j.status = 'waiting'
+RETURNING j.id, j.status, j.pending_parents, j.workflow_id,
+          (SELECT w.status FROM jobforge_workflows w WHERE w.id = j.workflow_id) AS workflow_status
+
 -- name: release_jobs
 UPDATE jobforge_jobs
 SET status = CASE WHEN scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
