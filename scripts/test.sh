@@ -12,4 +12,5 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/pytest "$@"
+# One test process per core: the end-to-end tests mostly wait on the processes they start.
+.venv/bin/pytest -n auto "$@"

@@ -16,7 +16,8 @@ import pytest
 from jobforge import Forge
 from jobforge.store.factory import open_store
 
-TEMPLATE_DB = "jobforge_template"
+# One per test process (pytest-xdist), which may share one external server.
+TEMPLATE_DB = "jobforge_template_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 ROOT = Path(__file__).resolve().parent.parent
 
 
