@@ -14,6 +14,7 @@ from jobforge.jobs import parse_job_ref
 from jobforge.store import events as feed
 from jobforge.store.base import ClaimParams
 from jobforge.store.retention import prune
+from jobforge.store.sql import ANNOUNCED_BATCH
 from jobforge.testing import run_until_idle
 from jobforge.workflows.records import parse_workflow_ref
 
@@ -220,3 +221,13 @@ def test_postgres_claim_leaves_jobs_younger_than_its_transaction(pg_url: str) ->
     where = EventFilter(kind="job", object_id=child)
     assert [s for _, s in _all(app, where)] == ["waiting", "queued", "running"]
     app.close()
+
+
+def test_bulk_enqueues_are_not_announced_job_by_job(app: Forge) -> None:
+    _job_app(app)
+    start = feed.head(app.store)
+    app.enqueue_many([_spec() for _ in range(ANNOUNCED_BATCH - 1)])
+    assert len(feed.read(app.store, start, EventFilter(), limit=1000).events) == 199
+    middle = feed.head(app.store)
+    app.enqueue_many([_spec() for _ in range(ANNOUNCED_BATCH)])
+    assert feed.read(app.store, middle, EventFilter()).events == []  # they show when they run

@@ -237,7 +237,7 @@ class SQLStore(ABC):
         if workflow is not None:
             self._run(cur, "insert_workflow", **workflow.params())
         self._insert_many(cur, "jobs", rows[0])
-        if workflow is None:  # a workflow's jobs are announced by its own event
+        if workflow is None and len(jobs) < ANNOUNCED_BATCH:
             self._announce_jobs(cur, jobs)
         if edges:
             self._insert_many(cur, "edges", rows[1])
@@ -251,8 +251,13 @@ class SQLStore(ABC):
         self._notify(cur, wake)
 
     def _announce_jobs(self, cur: Cursor, jobs: Sequence[NewJob]) -> None:
-        """Write the change feed's "created" events of jobs just inserted by this cursor."""
-        self._run(cur, "job_created_events", ids=[j.id for j in jobs])
+        """Write the change feed's "created" events of jobs just inserted by this cursor, from
+        the values at hand (looking the rows up again costs a quarter of a bulk insert)."""
+        self._run(
+            cur, "job_created_events", ids=[j.id for j in jobs],
+            tenants=[j.tenant_id for j in jobs], statuses=[j.status.value for j in jobs],
+            ats=[j.created_at for j in jobs],
+        )  # fmt: skip
 
     def _dedupe(self, cur: Cursor, jobs: Sequence[NewJob]) -> dict[uuid.UUID, uuid.UUID]:
         """New job id -> the unfinished job of its tenant already holding its unique key (or
@@ -564,6 +569,12 @@ class SQLStore(ABC):
     def unregister_worker(self, worker_id: str) -> None:
         with self._tx() as cur:
             self._run(cur, "unregister_worker", worker_id=worker_id)
+
+
+# The change feed reports a job's creation when it is enqueued alone or in a small batch. A
+# workflow's jobs are announced by the workflow's own event, and a bulk enqueue's jobs show
+# from their first change: one event per row cost bulk enqueues a fifth of their speed.
+ANNOUNCED_BATCH = 200
 
 
 def before_params(before: tuple[datetime, uuid.UUID] | None) -> dict[str, Any]:

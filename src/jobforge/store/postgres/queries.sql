@@ -649,9 +649,10 @@ SELECT id FROM jobforge_edges WHERE parent_id = %(parent)s AND child_id = %(chil
 -- name: job_created_events
 -- The feed's "created" events (updates come from the triggers of migration 0006).
 WITH added AS (
-    INSERT INTO jobforge_events (kind, object_id, workflow_id, tenant_id, status, progress, at)
-    SELECT 'job', id, workflow_id, tenant_id, status, progress, updated_at FROM jobforge_jobs
-    WHERE id = ANY(%(ids)s::uuid[])
+    INSERT INTO jobforge_events (kind, object_id, tenant_id, status, progress, at)
+    SELECT 'job', u.id, u.tenant, u.status, 0, u.at
+    FROM unnest(%(ids)s::uuid[], %(tenants)s::text[], %(statuses)s::text[],
+                %(ats)s::timestamptz[]) AS u (id, tenant, status, at)
     RETURNING 1
 )
 SELECT pg_notify('jobforge_events', '') FROM (SELECT 1 FROM added LIMIT 1) AS any_added
