@@ -16,16 +16,21 @@ def _python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
 
 
-def test_readme_python_quickstart_runs(tmp_path: Path) -> None:
+def _run_block(index: int, tmp_path: Path) -> list[str]:
+    """Run the README's `index`th python block as a script; its output lines."""
     blocks = _python_blocks()
-    assert blocks, "README has no python example"
-    script = tmp_path / "quickstart.py"
-    script.write_text(blocks[0])
+    assert len(blocks) > index, "README lacks that python example"
+    script = tmp_path / f"readme_{index}.py"
+    script.write_text(blocks[index])
     proc = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    return proc.stdout.strip().splitlines()
+
+
+def test_readme_python_quickstart_runs(tmp_path: Path) -> None:
+    lines = _run_block(0, tmp_path)
     statuses = {line.split()[1]: line.split()[2] for line in lines}
     assert statuses == {
         "extract": "succeeded",
@@ -35,13 +40,7 @@ def test_readme_python_quickstart_runs(tmp_path: Path) -> None:
 
 
 def test_readme_dependencies_example_runs(tmp_path: Path) -> None:
-    script = tmp_path / "deps.py"
-    script.write_text(_python_blocks()[1])
-    proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    lines = _run_block(1, tmp_path)
     assert lines[0].startswith("failed {'total': 6,")
     assert "'succeeded': 4, 'failed': 1, 'skipped': 1" in lines[0]
     assert "(summary): skipped — parent step_2 ended failed" in lines[1]
@@ -49,13 +48,7 @@ def test_readme_dependencies_example_runs(tmp_path: Path) -> None:
 
 
 def test_readme_groups_example_runs(tmp_path: Path) -> None:
-    script = tmp_path / "groups.py"
-    script.write_text(_python_blocks()[2])
-    proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    lines = _run_block(2, tmp_path)
     assert lines[0] == (
         "[('match-scores', 'dependency of feed-build'), ('affinity', 'dependency of feed-build'),"
         " ('feed-build', 'member')]"
@@ -64,13 +57,7 @@ def test_readme_groups_example_runs(tmp_path: Path) -> None:
 
 
 def test_readme_durable_workflow_example_runs(tmp_path: Path) -> None:
-    script = tmp_path / "durable.py"
-    script.write_text(_python_blocks()[3])
-    proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    lines = _run_block(3, tmp_path)
     assert lines == [
         "waiting event:approved",
         "completed {'order': 'o-1', 'charge': 'c-1', 'by': 'ana'}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from jobforge import Forge, JobContext, Workflow
+from jobforge import Forge, JobContext, JobSpec, Workflow
 from jobforge.deps import DependencyError, DuplicateDependency
 from jobforge.errors import PayloadError, PayloadTooLarge
 from jobforge.events import EventFilter, FeedCursor
@@ -70,9 +70,7 @@ def test_pages_never_skip_an_event(app: Forge) -> None:
     assert len(seen) == len(set(seen)) == 21
 
 
-def _spec():  # type: ignore[no-untyped-def]
-    from jobforge import JobSpec
-
+def _spec() -> JobSpec:
     return JobSpec("work", {})
 
 
