@@ -238,7 +238,12 @@ class ChildState:
     status: JobStatus
     pending_parents: int
     workflow_id: uuid.UUID | None
-    workflow_status: str | None = None
+    queue: str
+
+    @property
+    def released(self) -> bool:
+        """Did the statement that took its edges off release it (see `DepsOps`)?"""
+        return self.status in (JobStatus.QUEUED, JobStatus.SCHEDULED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +261,17 @@ class DepsOps(Protocol):
     def resolve_edges(
         self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]], counts: Mapping[uuid.UUID, int]
     ) -> list[ChildState]:
-        """Write edge verdicts and take `counts` resolved edges off each child's pending."""
+        """Write edge verdicts, then `decrement_pending(counts)`, in one statement if it can."""
         ...
 
-    def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]: ...
+    def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]:
+        """Take `counts` resolved edges off each waiting child's pending count and, in the
+        same statement, release each child whose count reaches zero (the counter rule),
+        unless its workflow is paused: it then stays waiting, held, until resumed.
+
+        The rule is applied where the count changes so that a level of a graph costs one
+        statement, and so that of two parents finishing at once exactly one releases."""
+        ...
 
     def release(self, ids: Sequence[uuid.UUID]) -> set[str]: ...
 
@@ -362,18 +374,9 @@ def _settle_level(
     # Skips cancel every pending edge into a skipped child, and then resolve_edges writes
     # this level's edges over that: the same end state as writing them first.
     skipped = ops.skip(doomed) if doomed else []
-    children = ops.resolve_edges(updates, resolved)
-    # A child of a paused workflow stays waiting (held) until the workflow resumes.
-    ready = [
-        c
-        for c in children
-        if c.pending_parents == 0
-        and c.status == JobStatus.WAITING
-        and c.workflow_status != WorkflowStatus.PAUSED
-    ]
-    if ready:
-        wake |= ops.release([c.id for c in ready])
-        busy.update(c.workflow_id for c in ready if c.workflow_id)
+    released = [c for c in ops.resolve_edges(updates, resolved) if c.released]
+    wake.update(c.queue for c in released)
+    busy.update(c.workflow_id for c in released if c.workflow_id)
     return skipped
 
 

@@ -117,16 +117,19 @@ class SQLDepsOps:
         return self._children(self._all("decrement_pending", rows=_counts(counts)))
 
     def _children(self, rows: list[Row]) -> list[ChildState]:
-        return [
+        children = [
             ChildState(
                 as_uuid(r["id"]),
                 JobStatus(r["status"]),
                 int(r["pending_parents"]),
                 None if r["workflow_id"] is None else as_uuid(r["workflow_id"]),
-                r["workflow_status"],
+                r["queue"],
             )
             for r in rows
         ]
+        pairs = zip(rows, children, strict=True)
+        self.released.extend((r["queue"], r["type"]) for r, c in pairs if c.released)
+        return children
 
     def release(self, ids: Sequence[uuid.UUID]) -> set[str]:
         rows = self._all("release_jobs", ids=list(ids))

@@ -219,11 +219,8 @@ def remove_edge(store: SQLStore, edge_id: uuid.UUID) -> None:
             )
         store._run(cur, "delete_edge", id=edge_id)
         if edge.status == deps.EdgeStatus.PENDING:
-            ops = SQLDepsOps(store, cur)
-            ready = [c.id for c in ops.decrement_pending({edge.child_id: 1})
-                     if c.pending_parents == 0]  # fmt: skip
-            if ready:
-                store._notify(cur, ops.release(ready))
+            released = SQLDepsOps(store, cur).decrement_pending({edge.child_id: 1})
+            store._notify(cur, {c.queue for c in released if c.released})
 
 
 # -- workflow control ------------------------------------------------------------------------

@@ -147,11 +147,27 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, status text, resolved_by 
 WHERE e.id = u.id
 
 -- name: decrement_pending
-UPDATE jobforge_jobs j SET pending_parents = j.pending_parents - u.n, updated_at = now()
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, n int)
+-- Takes resolved edges off each child's count, and releases (the counter rule in deps.py)
+-- the children whose count reaches zero, unless their workflow is paused: those stay
+-- waiting, held. The CASEs read j after its row lock (a parent finishing at the same time
+-- in another transaction has been counted), so exactly one of them releases the child.
+UPDATE jobforge_jobs j
+SET pending_parents = j.pending_parents - u.n,
+    status = CASE WHEN j.pending_parents <> u.n OR u.held THEN j.status
+                  WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
+    dependency_status = CASE WHEN j.pending_parents <> u.n OR u.held
+                                  OR j.dependency_status <> 'waiting' THEN j.dependency_status
+                             ELSE 'satisfied' END,
+    reason = CASE WHEN j.pending_parents <> u.n OR u.held THEN j.reason END,
+    updated_at = now()
+FROM (
+    SELECT c.id, c.n, EXISTS (
+        SELECT 1 FROM jobforge_jobs k JOIN jobforge_workflows w ON w.id = k.workflow_id
+        WHERE k.id = c.id AND w.status = 'paused') AS held
+    FROM jsonb_to_recordset(%(rows)s::jsonb) AS c(id uuid, n int)
+) AS u
 WHERE j.id = u.id AND j.status = 'waiting'
-RETURNING j.id, j.status, j.pending_parents, j.workflow_id,
-          (SELECT w.status FROM jobforge_workflows w WHERE w.id = j.workflow_id) AS workflow_status
+RETURNING j.id, j.status, j.pending_parents, j.workflow_id, j.queue, j.type
 
 -- name: resolve_edges
 -- set_edges and decrement_pending in one round trip. The jobs UPDATE reads no edge, so it
@@ -161,11 +177,23 @@ WITH edges AS (
     FROM jsonb_to_recordset(%(edges)s::jsonb) AS u(id uuid, status text, resolved_by text)
     WHERE e.id = u.id
 )
-UPDATE jobforge_jobs j SET pending_parents = j.pending_parents - u.n, updated_at = now()
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, n int)
+UPDATE jobforge_jobs j
+SET pending_parents = j.pending_parents - u.n,
+    status = CASE WHEN j.pending_parents <> u.n OR u.held THEN j.status
+                  WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
+    dependency_status = CASE WHEN j.pending_parents <> u.n OR u.held
+                                  OR j.dependency_status <> 'waiting' THEN j.dependency_status
+                             ELSE 'satisfied' END,
+    reason = CASE WHEN j.pending_parents <> u.n OR u.held THEN j.reason END,
+    updated_at = now()
+FROM (
+    SELECT c.id, c.n, EXISTS (
+        SELECT 1 FROM jobforge_jobs k JOIN jobforge_workflows w ON w.id = k.workflow_id
+        WHERE k.id = c.id AND w.status = 'paused') AS held
+    FROM jsonb_to_recordset(%(rows)s::jsonb) AS c(id uuid, n int)
+) AS u
 WHERE j.id = u.id AND j.status = 'waiting'
-RETURNING j.id, j.status, j.pending_parents, j.workflow_id,
-          (SELECT w.status FROM jobforge_workflows w WHERE w.id = j.workflow_id) AS workflow_status
+RETURNING j.id, j.status, j.pending_parents, j.workflow_id, j.queue, j.type
 
 -- name: release_jobs
 UPDATE jobforge_jobs

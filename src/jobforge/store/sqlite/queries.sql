@@ -124,12 +124,26 @@ FROM (SELECT value ->> 'id' AS id, value ->> 'status' AS status,
 WHERE jobforge_edges.id = u.id
 
 -- name: decrement_pending
-UPDATE jobforge_jobs SET pending_parents = pending_parents - u.n, updated_at = :now
-FROM (SELECT value ->> 'id' AS id, value ->> 'n' AS n FROM json_each(:rows)) AS u
+-- Takes resolved edges off each child's count, and releases (the counter rule in deps.py)
+-- the children whose count reaches zero, unless their workflow is paused: those stay
+-- waiting, held.
+UPDATE jobforge_jobs
+SET pending_parents = pending_parents - u.n,
+    status = CASE WHEN pending_parents <> u.n OR u.held THEN status
+                  WHEN scheduled_at > :now THEN 'scheduled' ELSE 'queued' END,
+    dependency_status = CASE WHEN pending_parents <> u.n OR u.held
+                                  OR dependency_status <> 'waiting' THEN dependency_status
+                             ELSE 'satisfied' END,
+    reason = CASE WHEN pending_parents <> u.n OR u.held THEN reason END,
+    updated_at = :now
+FROM (
+    SELECT c.value ->> 'id' AS id, c.value ->> 'n' AS n, EXISTS (
+        SELECT 1 FROM jobforge_jobs k JOIN jobforge_workflows w ON w.id = k.workflow_id
+        WHERE k.id = c.value ->> 'id' AND w.status = 'paused') AS held
+    FROM json_each(:rows) AS c
+) AS u
 WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'waiting'
-RETURNING jobforge_jobs.id, status, pending_parents, workflow_id,
-          (SELECT w.status FROM jobforge_workflows w
-           WHERE w.id = jobforge_jobs.workflow_id) AS workflow_status
+RETURNING jobforge_jobs.id, status, pending_parents, workflow_id, queue, type
 
 -- name: release_jobs
 UPDATE jobforge_jobs
