@@ -25,7 +25,7 @@ from jobforge.deps import (
 from jobforge.jobs import JobStatus, as_uuid, readable_id
 
 if TYPE_CHECKING:
-    from jobforge.store.sql import Cursor, Row, SQLStore
+    from jobforge.store.sql import Cursor, Rider, Row, SQLStore
 
 
 def _rows_json(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -43,6 +43,8 @@ class SQLDepsOps:
         self.store = store
         self.cur = cur
         self.released: list[tuple[str, str]] = []  # (queue, type) of every job released
+        # Statements to send right after the next resolve_edges, in its round trip (used once).
+        self.rider: Rider | None = None
         # Pending edges read with their parent's outcome; good until an edge is written.
         self._known_edges: dict[uuid.UUID, list[EdgeRow]] = {}
 
@@ -107,11 +109,16 @@ class SQLDepsOps:
         self._known_edges.clear()
         rows = ({"id": str(i), "status": s.value, "resolved_by": by} for i, s, by in updates)
         edges = _rows_json(rows)
-        # One round trip where the dialect has writable CTEs (a step of every workflow hop).
+        rider, self.rider = self.rider, None
+        # One statement where the dialect has writable CTEs (a step of every workflow hop).
         if "resolve_edges" in self.store.q:
-            return self._children(self._all("resolve_edges", edges=edges, rows=_counts(counts)))
+            found = self.store._with_rider(
+                self.cur, "resolve_edges", rider, edges=edges, rows=_counts(counts)
+            )
+            return self._children(found)
         self.store._run(self.cur, "set_edges", rows=edges)
-        return self.decrement_pending(counts) if counts else []
+        found = self.store._with_rider(self.cur, "decrement_pending", rider, rows=_counts(counts))
+        return self._children(found)
 
     def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]:
         return self._children(self._all("decrement_pending", rows=_counts(counts)))

@@ -45,6 +45,8 @@ from jobforge.store.base import (
 from jobforge.store.deps_ops import SQLDepsOps
 
 Row = Any
+# Sends statements and returns what reads their results once they are in.
+Rider = Callable[[], Callable[[], object]]
 Cursor = Any
 
 
@@ -286,24 +288,29 @@ class SQLStore(ABC):
             return self._claim(cur, params)
 
     def _claim(self, cur: Cursor, params: ClaimParams) -> list[Job]:
-        claim = {
-            "worker_id": params.worker_id,
-            "token": uuid.uuid4().hex,
-            "types": list(params.types),
-            "queues": list(params.queues) if params.queues else None,
-            "limit": params.limit,
-            "lease_seconds": params.lease_seconds,
-        }
+        claim = _claim_args(params)
         if params.limits:
             rows = self._claim_limited(cur, claim, params.limits)
         else:
             rows = self._claim_rows(cur, claim)
+        return self._claimed(cur, rows)
+
+    def _claimed(self, cur: Cursor, rows: list[Row]) -> list[Job]:
+        """The jobs of claimed rows, with the consequences of their start recorded."""
         if any(r["has_parallel_children"] or r["workflow_id"] is not None for r in rows):
             self._on_started(cur, rows)
         jobs = [self._job(r) for r in rows]
         # RETURNING gives no order; hand jobs out in run order.
         jobs.sort(key=lambda j: (-j.priority, j.scheduled_at))
         return jobs
+
+    def _with_rider(self, cur: Cursor, query: str, rider: Rider | None, **params: Any) -> list[Row]:
+        """Run `query`, then send the rider's statements (more of this transaction); a
+        driver that can pipeline sends them all in one round trip."""
+        rows = list(self._run(cur, query, **params).fetchall())
+        if rider is not None:
+            rider()()
+        return rows
 
     def _claim_limited(
         self, cur: Cursor, claim: dict[str, Any], limits: Sequence[Limit]
@@ -343,7 +350,12 @@ class SQLStore(ABC):
 
     def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
         """Run the claim query (a driver may wrap it, e.g. to pin its plan)."""
-        return list(self._run(cur, "claim_jobs", **params).fetchall())
+        return self._send_claim(cur, params)()
+
+    def _send_claim(self, cur: Cursor, params: dict[str, Any]) -> Callable[[], list[Row]]:
+        """Send the claim; the returned function reads its rows (later, when pipelined)."""
+        rows = list(self._run(cur, "claim_jobs", **params).fetchall())
+        return lambda: rows
 
     def _on_started(self, cur: Cursor, rows: Sequence[Row]) -> None:
         """In the claim's transaction: release parallel children, mark workflows running."""
@@ -376,8 +388,24 @@ class SQLStore(ABC):
         """
         with self._tx() as cur:
             ops = SQLDepsOps(self, cur)
+            early: list[list[Row]] = []
+            if claim is not None and claim.limit > 0 and not claim.limits:
+                # The claim rides with the statement that releases the outcomes' children:
+                # a chain's next job is taken in the same round trip as it is released.
+                args = _claim_args(claim)
+
+                def ride() -> Callable[[], None]:
+                    read = self._send_claim(cur, args)
+                    return lambda: early.append(read())
+
+                ops.rider = ride
             applied = self._finish(cur, ops, outcomes, progress)
-            claimed = self._claim(cur, claim) if claim is not None and claim.limit > 0 else []
+            if claim is None or claim.limit <= 0:
+                claimed = []
+            elif early:
+                claimed = self._claimed(cur, early[0])
+            else:
+                claimed = self._claim(cur, claim)
             self._notify(cur, _others_to_wake(ops.released, claim, len(claimed)))
         return applied, claimed
 
@@ -581,6 +609,18 @@ def before_params(before: tuple[datetime, uuid.UUID] | None) -> dict[str, Any]:
     """The keyset-pagination parameters of list queries (newest first)."""
     at, id_ = before if before is not None else (None, None)
     return {"before_at": at, "before_id": id_}
+
+
+def _claim_args(params: ClaimParams) -> dict[str, Any]:
+    """The claim query's parameters, with a new lease token."""
+    return {
+        "worker_id": params.worker_id,
+        "token": uuid.uuid4().hex,
+        "types": list(params.types),
+        "queues": list(params.queues) if params.queues else None,
+        "limit": params.limit,
+        "lease_seconds": params.lease_seconds,
+    }
 
 
 def _others_to_wake(
