@@ -340,16 +340,25 @@ def settle(ops: DepsOps, changed: Sequence[Settled], apply_policies: bool = True
                 continue
         frontier.append(job)
     busy: set[uuid.UUID] = set()  # workflows that just released a job: certainly not done
+    waiting: set[uuid.UUID] = set()  # workflows with a child still waiting after this level
+    skips = False
     while frontier:
-        frontier = _settle_level(ops, frontier, wake, busy)
+        frontier = _settle_level(ops, frontier, wake, busy, waiting)
+        skips = skips or bool(frontier)
         touched |= {s.workflow_id for s in frontier if s.workflow_id}
+    if not skips:  # a waiting child could only have been skipped since: it still waits
+        busy |= waiting
     for wf_id in touched - busy:
         ops.complete_workflow_if_done(wf_id)
     return wake
 
 
 def _settle_level(
-    ops: DepsOps, frontier: Sequence[Settled], wake: set[str], busy: set[uuid.UUID]
+    ops: DepsOps,
+    frontier: Sequence[Settled],
+    wake: set[str],
+    busy: set[uuid.UUID],
+    waiting: set[uuid.UUID],
 ) -> list[Settled]:
     parents = {p.id: p for p in frontier if p.has_children}
     if not parents:
@@ -374,9 +383,11 @@ def _settle_level(
     # Skips cancel every pending edge into a skipped child, and then resolve_edges writes
     # this level's edges over that: the same end state as writing them first.
     skipped = ops.skip(doomed) if doomed else []
-    released = [c for c in ops.resolve_edges(updates, resolved) if c.released]
-    wake.update(c.queue for c in released)
-    busy.update(c.workflow_id for c in released if c.workflow_id)
+    for state in ops.resolve_edges(updates, resolved):
+        if state.released:
+            wake.add(state.queue)
+        if state.workflow_id:
+            (busy if state.released else waiting).add(state.workflow_id)
     return skipped
 
 

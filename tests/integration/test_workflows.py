@@ -314,6 +314,32 @@ def test_continue_on_failure_runs_independent_branches(app: Forge) -> None:
         )
 
 
+def test_workflow_ends_when_a_cascade_skips_a_child_another_parent_just_counted(
+    app: Forge,
+) -> None:
+    """One finish batch: `a` succeeds (its child `c` still waits for `b`) and `x` fails, which
+    skips `b` and then `c`. Nothing is left to run, so the same transaction ends the workflow."""
+    from jobforge.store.base import ClaimParams, Outcome
+
+    @app.job(retries=0)
+    def node(ctx: JobContext) -> None: ...
+
+    wf = Workflow("cascade", failure_policy="continue_on_failure")
+    wf.add(node.spec(), name="x").add(node.spec(), name="a")
+    wf.add(node.spec(), name="b", depends_on=["x"])
+    wf.add(node.spec(), name="c", depends_on=["a", "b"])
+    ref = app.enqueue_workflow(wf)
+    claimed = app.store.claim_jobs(ClaimParams("w", ["node"], None, 10, 30.0))
+    assert sorted(j.name or "" for j in claimed) == ["a", "x"]
+    app.store.finish_jobs([
+        Outcome(j.id, j.lease_token or "", S.FAILED if j.name == "x" else S.SUCCEEDED)
+        for j in claimed
+    ])  # fmt: skip
+    assert statuses(app, ref) == {"x": "failed", "a": "succeeded", "b": "skipped", "c": "skipped"}
+    rec = wf_get(app, ref)
+    assert rec.status == "failed" and rec.completed_at is not None
+
+
 def test_optional_failure_does_not_fail_fast(app: Forge) -> None:
     @app.job(retries=0)
     def node(ctx: JobContext, fail: bool = False) -> None:
