@@ -340,6 +340,29 @@ def test_workflow_ends_when_a_cascade_skips_a_child_another_parent_just_counted(
     assert rec.status == "failed" and rec.completed_at is not None
 
 
+def test_finish_and_claim_takes_jobs_a_skip_cascade_released(app: Forge) -> None:
+    """`x` fails: `b` is skipped, which releases `cleanup` (an `always` edge) one level later,
+    after the claim riding with the first level took `y`. The worker takes `cleanup` in the
+    same transaction; otherwise nothing would wake anyone for it."""
+    from jobforge.store.base import ClaimParams, Outcome
+
+    @app.job(retries=0)
+    def node(ctx: JobContext) -> None: ...
+
+    wf = Workflow("cleanup", failure_policy="continue_on_failure").add(node.spec(), name="x")
+    wf.add(node.spec(), name="b", depends_on=["x"])
+    wf.add(node.spec(), name="cleanup", depends_on=[{"job": "b", "condition": "always"}])
+    ref = app.enqueue_workflow(wf)
+    params = ClaimParams("w", ["node"], None, 5, 30.0)
+    [x] = app.store.claim_jobs(params)
+    y = app.enqueue("node", {})
+    _, claimed = app.store.finish_and_claim(
+        [Outcome(x.id, x.lease_token or "", S.FAILED)], [], params
+    )
+    assert sorted(j.name or j.job_id for j in claimed) == sorted(["cleanup", y])
+    assert statuses(app, ref) == {"x": "failed", "b": "skipped", "cleanup": "running"}
+
+
 def test_optional_failure_does_not_fail_fast(app: Forge) -> None:
     @app.job(retries=0)
     def node(ctx: JobContext, fail: bool = False) -> None:

@@ -43,8 +43,10 @@ class SQLDepsOps:
         self.store = store
         self.cur = cur
         self.released: list[tuple[str, str]] = []  # (queue, type) of every job released
-        # Statements to send right after the next resolve_edges, in its round trip (used once).
+        # Statements to send right after the next resolve_edges, in its round trip (used once),
+        # and how many jobs had been released when they were sent.
         self.rider: Rider | None = None
+        self.released_before_rider: int | None = None
         # Pending edges read with their parent's outcome; good until an edge is written.
         self._known_edges: dict[uuid.UUID, list[EdgeRow]] = {}
 
@@ -115,10 +117,15 @@ class SQLDepsOps:
             found = self.store._with_rider(
                 self.cur, "resolve_edges", rider, edges=edges, rows=_counts(counts)
             )
-            return self._children(found)
-        self.store._run(self.cur, "set_edges", rows=edges)
-        found = self.store._with_rider(self.cur, "decrement_pending", rider, rows=_counts(counts))
-        return self._children(found)
+        else:
+            self.store._run(self.cur, "set_edges", rows=edges)
+            found = self.store._with_rider(
+                self.cur, "decrement_pending", rider, rows=_counts(counts)
+            )
+        children = self._children(found)
+        if rider is not None:
+            self.released_before_rider = len(self.released)
+        return children
 
     def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]:
         return self._children(self._all("decrement_pending", rows=_counts(counts)))

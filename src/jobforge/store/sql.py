@@ -12,6 +12,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, LiteralString
 
@@ -404,6 +405,11 @@ class SQLStore(ABC):
                 claimed = []
             elif early:
                 claimed = self._claimed(cur, early[0])
+                # Jobs a skip cascade released after the claim: claim again, if it fell short.
+                later = len(ops.released) > (ops.released_before_rider or 0)
+                if later and len(claimed) < claim.limit:
+                    more = replace(claim, limit=claim.limit - len(claimed))
+                    claimed += self._claim(cur, more)
             else:
                 claimed = self._claim(cur, claim)
             self._notify(cur, _others_to_wake(ops.released, claim, len(claimed)))
