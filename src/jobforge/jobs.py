@@ -6,6 +6,7 @@ import gc
 import json
 import os
 import threading
+import time
 import uuid
 from _json import encode_basestring_ascii, make_encoder
 from collections.abc import Iterator
@@ -58,8 +59,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_V4_MASK = ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)
-_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
+_V7_BITS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 9562 variant
+_RAND_62 = (1 << 62) - 1
+_clock_lock = threading.Lock()
+_last = [0, -1]  # the last (millisecond, 12-bit sequence) handed out by this process
 
 
 def new_id() -> uuid.UUID:
@@ -67,18 +70,30 @@ def new_id() -> uuid.UUID:
 
 
 def new_ids(n: int) -> list[uuid.UUID]:
-    """`n` random version-4 UUIDs, as `uuid.uuid4()` makes, at a third of the cost.
+    """`n` time-ordered version-7 UUIDs (RFC 9562): a millisecond clock, a 12-bit sequence
+    within it, then 62 random bits; strictly increasing within a process.
 
-    One read of the OS's randomness for all of them, and each UUID is set up the way
-    `uuid.UUID.__init__` ends (its two slots) without re-checking an int made right here.
-    A 100,000-job workflow needs 200,000 of them.
+    Ids made later sort later, so a big enqueue adds to the right edge of every index on
+    them instead of all over it (a 100,000-job workflow is written about a fifth faster),
+    and equal-priority jobs due at the same time are claimed in creation order. One read of
+    the OS's randomness for all of them; each UUID is set up the way `uuid.UUID.__init__`
+    ends (its two slots) without re-checking an int made right here.
     """
-    raw = os.urandom(16 * n)
+    with _clock_lock:
+        ms, seq = max(time.time_ns() // 1_000_000, _last[0]), 0
+        if ms == _last[0]:
+            seq = _last[1] + 1
+        # Past 4,096 ids in a millisecond the clock field runs ahead (RFC 9562, 6.2).
+        first = (ms << 12) + seq
+        _last[:] = divmod(first + n - 1, 4096)
+    raw = os.urandom(8 * n)
     make, set_slot, from_bytes = object.__new__, object.__setattr__, int.from_bytes
     out = []
-    for i in range(0, 16 * n, 16):
+    for i in range(n):
         u = make(uuid.UUID)
-        set_slot(u, "int", from_bytes(raw[i : i + 16]) & _V4_MASK | _V4_BITS)
+        at, step = divmod(first + i, 4096)
+        value = at << 80 | _V7_BITS | step << 64 | from_bytes(raw[8 * i : 8 * i + 8]) & _RAND_62
+        set_slot(u, "int", value)
         set_slot(u, "is_safe", uuid.SafeUUID.unknown)
         out.append(u)
     return out

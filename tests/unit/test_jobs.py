@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from jobforge import Job, JobStatus, ValidationError
-from jobforge.jobs import CANCELLABLE, RETRYABLE, TERMINAL, iso, parse_job_ref, readable_id
+from jobforge.jobs import (
+    CANCELLABLE,
+    RETRYABLE,
+    TERMINAL,
+    iso,
+    new_id,
+    new_ids,
+    parse_job_ref,
+    readable_id,
+)
 
 U = uuid.UUID("0f8e2b9c-1234-4abc-8def-0123456789ab")
 
@@ -35,10 +46,22 @@ def test_parse_job_ref_accepts_both_forms(ref: str) -> None:
 
 
 def test_parse_job_ref_round_trips_new_ids() -> None:
-    for _ in range(20):
-        u = uuid.uuid4()
+    for u in [uuid.uuid4() for _ in range(10)] + new_ids(10):
         assert parse_job_ref(readable_id(u)) == u
         assert parse_job_ref(str(u)) == u
+
+
+def test_new_ids_are_unique_time_ordered_version_7_uuids() -> None:
+    before = time.time()
+    # More than 4,096 in one call: the sequence carries into the millisecond field.
+    ids = new_ids(10_000) + [new_id() for _ in range(50)] + new_ids(3)
+    after = time.time()
+    assert len(set(ids)) == len(ids)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
+    assert all(a < b for a, b in itertools.pairwise(ids))  # strictly increasing
+    assert before - 0.002 <= (ids[0].int >> 80) / 1000 <= after
+    assert (ids[-1].int >> 80) / 1000 <= after + 0.1  # carried ahead by a few ms at most
+    assert len({u.int & ((1 << 62) - 1) for u in ids}) == len(ids)  # 62 random bits each
 
 
 @pytest.mark.parametrize(
