@@ -2,7 +2,10 @@
 
 Everything that decides whether a job may run lives here. The store calls `settle()` inside
 the same transaction that changes a parent's state, through the narrow `DepsOps` interface;
-the work done is proportional to that parent's children, never a scan over all jobs.
+the work done is proportional to that parent's children, never a scan over all jobs. One
+rule is applied by the store, as `DepsOps.decrement_pending` states it: a child whose last
+pending edge resolves is released by the statement that counts it (so that concurrent
+parents cannot both miss it, and a hop costs one statement less).
 """
 
 from __future__ import annotations
