@@ -8,11 +8,22 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from jobforge import Forge, Job, JobContext, JobStatus, Worker, WorkerConfig
 from jobforge.testing import run_until_idle
+from jobforge.worker import worker as worker_module
 from jobforge.worker.batch import SyncBatch
 
 FAST: dict[str, Any] = {"poll_interval": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def roomy_budget(monkeypatch: Any) -> None:
+    """Batches hold sync jobs whose measured cost fits a 2 ms budget; on a loaded machine a
+    no-op can measure more, and these tests would see batches of one. They check the rules
+    inside a batch, so the budget is made roomy here."""
+    monkeypatch.setattr(worker_module, "BATCH_BUDGET", 0.25)
 
 
 def get(app: Forge, job_id: str) -> Job:
@@ -57,18 +68,22 @@ def run_worker(app: Forge, done: list[str], **config: Any) -> None:
 
 def test_short_sync_jobs_run_in_batches_and_all_succeed(app: Forge, monkeypatch: Any) -> None:
     spy = BatchSpy(monkeypatch)
+    ran: list[int] = []
 
     @app.job
     def tick(ctx: JobContext, n: int) -> int:
+        ran.append(n)
         return n
 
     ids = [tick.enqueue(n=n) for n in range(200)]
     stats = run_until_idle(app, concurrency=4, **FAST)
     assert stats.finished == {"succeeded": 200}
     assert [get(app, j).result for j in ids] == list(range(200))
+    assert sorted(ran) == list(range(200))  # each ran once
     assert len(spy.batches[0]) == 1  # the first goes alone: its type is not timed yet
     assert max(len(b) for b in spy.batches) > 1
-    assert sorted(n for b in spy.batches for n in b) == list(range(200))
+    # A batch whose job runs long on a busy machine hands the rest back to other batches.
+    assert {n for b in spy.batches for n in b} == set(range(200))
 
 
 def test_a_job_overrunning_its_timeout_in_a_batch_fails_and_the_rest_still_run(
