@@ -3,7 +3,7 @@
 Everything that decides whether a job may run lives here. The store calls `settle()` inside
 the same transaction that changes a parent's state, through the narrow `DepsOps` interface;
 the work done is proportional to that parent's children, never a scan over all jobs. One
-rule is applied by the store, as `DepsOps.decrement_pending` states it: a child whose last
+rule is applied by the store, as `DepsOps.resolve_edges` states it: a child whose last
 pending edge resolves is released by the statement that counts it (so that concurrent
 parents cannot both miss it, and a hop costs one statement less).
 """
@@ -264,13 +264,10 @@ class DepsOps(Protocol):
     def resolve_edges(
         self, updates: Sequence[tuple[uuid.UUID, EdgeStatus, str]], counts: Mapping[uuid.UUID, int]
     ) -> list[ChildState]:
-        """Write edge verdicts, then `decrement_pending(counts)`, in one statement if it can."""
-        ...
-
-    def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]:
-        """Take `counts` resolved edges off each waiting child's pending count and, in the
-        same statement, release each child whose count reaches zero (the counter rule),
-        unless its workflow is paused: it then stays waiting, held, until resumed.
+        """Write edge verdicts, then take `counts` resolved edges off each waiting child's
+        pending count and, in the same statement, release each child whose count reaches
+        zero (the counter rule), unless its workflow is paused: it then stays waiting, held,
+        until resumed.
 
         The rule is applied where the count changes so that a level of a graph costs one
         statement, and so that of two parents finishing at once exactly one releases."""

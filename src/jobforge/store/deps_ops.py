@@ -118,7 +118,8 @@ class SQLDepsOps:
                 self.cur, "resolve_edges", rider, edges=edges, rows=_counts(counts)
             )
         else:
-            self.store._run(self.cur, "set_edges", rows=edges)
+            if updates:
+                self.store._run(self.cur, "set_edges", rows=edges)
             found = self.store._with_rider(
                 self.cur, "decrement_pending", rider, rows=_counts(counts)
             )
@@ -126,9 +127,6 @@ class SQLDepsOps:
         if rider is not None:
             self.released_before_rider = len(self.released)
         return children
-
-    def decrement_pending(self, counts: Mapping[uuid.UUID, int]) -> list[ChildState]:
-        return self._children(self._all("decrement_pending", rows=_counts(counts)))
 
     def _children(self, rows: list[Row]) -> list[ChildState]:
         children = [

@@ -219,7 +219,7 @@ def remove_edge(store: SQLStore, edge_id: uuid.UUID) -> None:
             )
         store._run(cur, "delete_edge", id=edge_id)
         if edge.status == deps.EdgeStatus.PENDING:
-            released = SQLDepsOps(store, cur).decrement_pending({edge.child_id: 1})
+            released = SQLDepsOps(store, cur).resolve_edges([], {edge.child_id: 1})
             store._notify(cur, {c.queue for c in released if c.released})
 
 

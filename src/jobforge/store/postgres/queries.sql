@@ -141,37 +141,13 @@ FOR SHARE
 SELECT id, parent_id, child_id, kind, condition FROM jobforge_edges
 WHERE status = 'pending' AND parent_id = ANY(%(ids)s::uuid[])
 
--- name: set_edges
-UPDATE jobforge_edges e SET status = u.status, resolved_at = now(), resolved_by = u.resolved_by
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS u(id uuid, status text, resolved_by text)
-WHERE e.id = u.id
-
--- name: decrement_pending
--- Takes resolved edges off each child's count, and releases (the counter rule in deps.py)
--- the children whose count reaches zero, unless their workflow is paused: those stay
--- waiting, held. The CASEs read j after its row lock (a parent finishing at the same time
--- in another transaction has been counted), so exactly one of them releases the child.
-UPDATE jobforge_jobs j
-SET pending_parents = j.pending_parents - u.n,
-    status = CASE WHEN j.pending_parents <> u.n OR u.held THEN j.status
-                  WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
-    dependency_status = CASE WHEN j.pending_parents <> u.n OR u.held
-                                  OR j.dependency_status <> 'waiting' THEN j.dependency_status
-                             ELSE 'satisfied' END,
-    reason = CASE WHEN j.pending_parents <> u.n OR u.held THEN j.reason END,
-    updated_at = now()
-FROM (
-    SELECT c.id, c.n, EXISTS (
-        SELECT 1 FROM jobforge_jobs k JOIN jobforge_workflows w ON w.id = k.workflow_id
-        WHERE k.id = c.id AND w.status = 'paused') AS held
-    FROM jsonb_to_recordset(%(rows)s::jsonb) AS c(id uuid, n int)
-) AS u
-WHERE j.id = u.id AND j.status = 'waiting'
-RETURNING j.id, j.status, j.pending_parents, j.workflow_id, j.queue, j.type
-
 -- name: resolve_edges
--- set_edges and decrement_pending in one round trip. The jobs UPDATE reads no edge, so it
--- does not matter that it cannot see the CTE's writes.
+-- Writes the edges' verdicts, takes resolved edges off each child's count, and releases
+-- (the counter rule in deps.py) the children whose count reaches zero, unless their
+-- workflow is paused: those stay waiting, held. The CASEs read j after its row lock (a
+-- parent finishing at the same time in another transaction has been counted), so exactly
+-- one of them releases the child. The jobs UPDATE reads no edge, so it does not matter that
+-- it cannot see the CTE's writes.
 WITH edges AS (
     UPDATE jobforge_edges e SET status = u.status, resolved_at = now(), resolved_by = u.resolved_by
     FROM jsonb_to_recordset(%(edges)s::jsonb) AS u(id uuid, status text, resolved_by text)
