@@ -27,7 +27,6 @@ import pytest
 from jobforge import Forge, apikeys
 from jobforge.api.server import create_api
 from jobforge.events import EventFilter, FeedCursor
-from jobforge.store import events as feed
 from jobforge.testing import run_until_idle
 from tests.apps.api_app import register
 from tests.conftest import TEMPLATE_DB, with_dbname
@@ -42,6 +41,7 @@ from tests.integration.api_support import (
     sse_events,
     unknown,
 )
+from tests.integration.feed_support import settled_read
 
 A, B = "alpha", "beta"
 # What a refused request must leave as it was (keys and the change feed are not objects).
@@ -392,7 +392,7 @@ def test_new_objects_belong_to_the_caller(world: World) -> None:
 def test_the_store_feed_filters_by_tenant(world: World) -> None:
     store, refs = world.forge.store, world.refs
     start = FeedCursor(0, 0)
-    events = {t: feed.read(store, start, EventFilter(tenant=t), 10_000).events
+    events = {t: settled_read(store, start, EventFilter(tenant=t), 10_000).events
               for t in (A, B, "default")}  # fmt: skip
     assert {e.tenant_id for e in events[A]} == {A}
     assert {e.tenant_id for e in events[B]} == {B}

@@ -3,8 +3,6 @@ transaction, read after a cursor, filtered, pruned; and what tenants change in t
 
 from __future__ import annotations
 
-import time
-
 import psycopg
 import pytest
 
@@ -19,22 +17,11 @@ from jobforge.store.retention import prune
 from jobforge.store.sql import ANNOUNCED_BATCH
 from jobforge.testing import run_until_idle
 from jobforge.workflows.records import parse_workflow_ref
+from tests.integration.feed_support import settled_read
 
 
 def read(app: Forge, after: FeedCursor, where: EventFilter, limit: int = 500) -> feed.Page:
-    """`feed.read` once every transaction committed so far is below the feed's horizon.
-
-    On PostgreSQL, any transaction with an id holds the horizon back while it runs; here
-    that can be autovacuum analysing another test's database, for a moment.
-    """
-    if app.store.url.startswith("postgres"):
-        caught_up = "SELECT pg_snapshot_xmin(s) = pg_snapshot_xmax(s) FROM pg_current_snapshot() s"
-        deadline = time.monotonic() + 10
-        with psycopg.connect(app.store.url, autocommit=True) as conn:
-            while not conn.execute(caught_up).fetchone()[0]:  # type: ignore[index]
-                assert time.monotonic() < deadline, "a transaction stayed open for 10 s"
-                time.sleep(0.01)
-    return feed.read(app.store, after, where, limit)
+    return settled_read(app.store, after, where, limit)
 
 
 def _all(app: Forge, where: EventFilter | None = None) -> list[tuple[str, str]]:
