@@ -239,7 +239,6 @@ class EdgeRow:
 class ChildState:
     id: uuid.UUID
     status: JobStatus
-    pending_parents: int
     workflow_id: uuid.UUID | None
     queue: str
 

@@ -133,7 +133,6 @@ class SQLDepsOps:
             ChildState(
                 as_uuid(r["id"]),
                 JobStatus(r["status"]),
-                int(r["pending_parents"]),
                 None if r["workflow_id"] is None else as_uuid(r["workflow_id"]),
                 r["queue"],
             )

@@ -219,8 +219,8 @@ def remove_edge(store: SQLStore, edge_id: uuid.UUID) -> None:
             )
         store._run(cur, "delete_edge", id=edge_id)
         if edge.status == deps.EdgeStatus.PENDING:
-            released = SQLDepsOps(store, cur).resolve_edges([], {edge.child_id: 1})
-            store._notify(cur, {c.queue for c in released if c.released})
+            children = SQLDepsOps(store, cur).resolve_edges([], {edge.child_id: 1})
+            store._notify(cur, {c.queue for c in children if c.released})
 
 
 # -- workflow control ------------------------------------------------------------------------

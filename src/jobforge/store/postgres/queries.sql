@@ -169,7 +169,7 @@ FROM (
     FROM jsonb_to_recordset(%(rows)s::jsonb) AS c(id uuid, n int)
 ) AS u
 WHERE j.id = u.id AND j.status = 'waiting'
-RETURNING j.id, j.status, j.pending_parents, j.workflow_id, j.queue, j.type
+RETURNING j.id, j.status, j.workflow_id, j.queue, j.type
 
 -- name: release_jobs
 UPDATE jobforge_jobs

@@ -143,7 +143,7 @@ FROM (
     FROM json_each(:rows) AS c
 ) AS u
 WHERE jobforge_jobs.id = u.id AND +jobforge_jobs.status = 'waiting'
-RETURNING jobforge_jobs.id, status, pending_parents, workflow_id, queue, type
+RETURNING jobforge_jobs.id, status, workflow_id, queue, type
 
 -- name: release_jobs
 UPDATE jobforge_jobs
