@@ -777,3 +777,41 @@ def test_concurrent_workers_never_start_a_job_before_its_parents(app: Forge) -> 
             assert_after(jobs[child], jobs[p])
             checked += 1
     assert checked > 40
+
+
+def test_two_parents_finishing_at_once_release_their_child_exactly_once(pg_url: str) -> None:
+    """Each parent's transaction takes its edge off the child's count. The second blocks on
+    the child's row until the first commits, then reads the row again: it sees the count the
+    first left and releases the child (the first, seeing a parent still pending, did not)."""
+    import psycopg
+
+    from jobforge.store.base import ClaimParams, Outcome
+
+    app = Forge(pg_url)
+
+    @app.job
+    def node(ctx: JobContext) -> None: ...
+
+    a, b = node.enqueue(), node.enqueue()
+    child = app.enqueue("node", {}, depends_on=[a, b])
+    claimed = app.store.claim_jobs(ClaimParams("w", ["node"], None, 10, 30.0))
+    assert sorted(j.job_id for j in claimed) == sorted([a, b])
+    first, second = ([Outcome(j.id, j.lease_token or "", S.SUCCEEDED)] for j in claimed)
+    with psycopg.connect(pg_url) as conn:
+        app.store.bound(conn).finish_jobs(first)  # in conn's transaction, not committed
+        other = threading.Thread(target=app.store.finish_jobs, args=(second,))
+        other.start()
+        other.join(0.5)
+        assert other.is_alive()  # waiting for the child's row
+        assert get(app, child).status == S.WAITING
+        conn.commit()
+    other.join(10)
+    job = get(app, child)
+    assert (job.status, job.pending_parents, job.dependency_status) == (S.QUEUED, 0, "satisfied")
+    with psycopg.connect(pg_url) as conn:
+        queued = conn.execute(
+            "SELECT count(*) FROM jobforge_events WHERE object_id = %s AND status = 'queued'",
+            (job.id,),
+        ).fetchone()
+    assert queued == (1,)
+    app.close()
