@@ -32,8 +32,7 @@ from jobforge.jobs import (
     readable_id,
     utcnow,
 )
-from jobforge.limits import Limit, pick, scopes_of
-from jobforge.store import graph
+from jobforge.store import graph, limited
 from jobforge.store.base import (
     ClaimParams,
     Listener,
@@ -291,7 +290,7 @@ class SQLStore(ABC):
     def _claim(self, cur: Cursor, params: ClaimParams) -> list[Job]:
         claim = _claim_args(params)
         if params.limits:
-            rows = self._claim_limited(cur, claim, params.limits)
+            rows = limited.claim(self, cur, claim, params.limits)
         else:
             rows = self._claim_rows(cur, claim)
         return self._claimed(cur, rows)
@@ -312,42 +311,6 @@ class SQLStore(ABC):
         if rider is not None:
             rider()()
         return rows
-
-    def _claim_limited(
-        self, cur: Cursor, claim: dict[str, Any], limits: Sequence[Limit]
-    ) -> list[Row]:
-        """The claim under concurrency/rate limits: budgets from the database's counts,
-        taken under per-scope locks so that workers claiming at once cannot overshoot."""
-        self._lock_keys(cur, sorted("limit:" + lim.scope for lim in limits))
-        budgets = {lim.scope: lim.budget(*self._usage(cur, lim)) for lim in limits}
-        full = [lim for lim in limits if budgets[lim.scope] == 0]
-        candidates = self._run(
-            cur, "claim_candidates", types=claim["types"], queues=claim["queues"],
-            full_types=[lim.name for lim in full if lim.kind == "type"],
-            full_queues=[lim.name for lim in full if lim.kind == "queue"],
-            limit=claim["limit"] * 4,
-        ).fetchall()  # fmt: skip
-        ids = pick(((r["id"], r["type"], r["queue"]) for r in candidates), budgets, claim["limit"])
-        if not ids:
-            return []
-        rows = list(self._run(cur, "claim_ids", ids=ids, **claim).fetchall())
-        rated = {lim.scope for lim in limits if lim.max_started is not None}
-        for r in rows:
-            for scope in scopes_of(r["type"], r["queue"]):
-                if scope in rated:
-                    self._run(cur, "log_start", scope=scope)
-        return rows
-
-    def _usage(self, cur: Cursor, limit: Limit) -> tuple[int, int]:
-        """(jobs of the scope running now, jobs of the scope started within `per`)."""
-        running = started = 0
-        if limit.max_running is not None:
-            found = self._run(cur, "count_running", kind=limit.kind, name=limit.name)
-            running = found.fetchone()["n"]
-        if limit.max_started is not None and limit.per is not None:
-            found = self._run(cur, "count_starts", scope=limit.scope, per=limit.per)
-            started = found.fetchone()["n"]
-        return running, started
 
     def _claim_rows(self, cur: Cursor, params: dict[str, Any]) -> list[Row]:
         """Run the claim query (a driver may wrap it, e.g. to pin its plan)."""
