@@ -14,7 +14,7 @@ from rich.table import Table
 from jobforge.app import Forge
 from jobforge.cli import AppOpt, DbOpt, JsonOpt, _app, _dump, _styled, cli, out, print_edges
 from jobforge.errors import ValidationError
-from jobforge.workflows.export import FORMATS, duration
+from jobforge.workflows.export import FORMATS, duration, unknown_format
 from jobforge.workflows.files import load_workflow_file
 from jobforge.workflows.records import WorkflowRecord
 
@@ -173,12 +173,14 @@ def dependencies(
 @workflow_cli.command("graph")
 def graph(
     ref: Annotated[str, typer.Argument(metavar="ID", help="A workflow (wf_…) or a job (job_…).")],
-    fmt: Annotated[str, typer.Option("--format", help="dot, mermaid or json")] = "dot",
+    fmt: Annotated[
+        str, typer.Option("--format", help="dot, mermaid, json or svg (a picture)")
+    ] = "dot",
     db: DbOpt = None,
 ) -> None:
-    """The workflow's graph, or a job's neighbourhood, as DOT, Mermaid or JSON."""
+    """The workflow's graph, or a job's neighbourhood, as DOT, Mermaid, JSON or SVG."""
     if fmt not in FORMATS:
-        raise ValidationError(f"Unknown graph format {fmt!r} (expected dot, mermaid or json)")
+        raise unknown_format(fmt)
     app = _app(None, db)
     text = app.job_graph(ref, fmt) if ref.startswith("job_") else app.workflow_graph(ref, fmt)
     sys.stdout.write(text)

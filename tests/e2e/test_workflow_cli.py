@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import warnings
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -423,6 +424,15 @@ def test_json_edge_list_workflow_and_its_graph(db_url: str, tmp_path: Path) -> N
     assert len(arrows) == len(FAN_IN_EDGES)
     (dashed,) = [line for line in arrows if "-.->" in line]
     assert dashed.split()[0] == ids["left"] and dashed.split()[-1] == ids["audit"]
+
+    # SVG: a picture with a box per job and a path per edge
+    picture = ET.fromstring(ok(jobforge("workflow", "graph", wf, "--format", "svg", db_url=db_url)))
+    svg = "{http://www.w3.org/2000/svg}"
+    classes = [g.get("class", "") for g in picture.iter(f"{svg}g")]
+    assert sorted(c for c in classes if c.startswith("job ")) == sorted(
+        f"job {j['status']}" for j in jobs.values()
+    )
+    assert sum(c.startswith("edge ") for c in classes) == len(FAN_IN_EDGES)
 
     # JSON: nodes and edges with status and kind
     assert {n["id"]: (n["name"], n["type"], n["status"]) for n in graph["nodes"]} == {
@@ -858,7 +868,10 @@ def test_bad_references_are_refused(db_url: str, tmp_path: Path) -> None:
                 ("workflow", "create", "--file", str(unknown_type), "--app", APP),
                 ["Unknown job type 'nope'", "workflow job 'a'"],
             ),
-            (("workflow", "graph", wf, "--format", "svg"), ["Unknown graph format 'svg'"]),
+            (
+                ("workflow", "graph", wf, "--format", "png"),
+                ["Unknown graph format 'png' (expected dot, mermaid, json, svg)"],
+            ),
             (("workflow", "show", MISSING_WF, "--json"), [not_found]),
             (("workflow", "status", MISSING_WF, "--watch"), [not_found]),
             (("workflow", "cancel", MISSING_WF), [not_found]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,11 @@ def test_create_read_graph_and_run_a_workflow(
     mermaid = client.get(f"/workflows/{wf}/graph?format=mermaid", headers=admin)
     assert mermaid.status_code == 200 and mermaid.headers["content-type"].startswith("text/plain")
     assert mermaid.text.startswith("flowchart") and mermaid.text.count("-->") == 6
-    assert "format" in error(client.get(f"/workflows/{wf}/graph?format=svg", headers=admin), 422)
+    svg = client.get(f"/workflows/{wf}/graph?format=svg", headers=admin)
+    assert svg.status_code == 200 and svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.count('<g class="job ') == 7 and svg.text.count('<g class="edge ') == 6
+    ET.fromstring(svg.text)  # well-formed
+    assert "format" in error(client.get(f"/workflows/{wf}/graph?format=png", headers=admin), 422)
 
     run_until_idle(forge)
     done = ok(client.get(f"/workflows/{wf}", headers=admin))

@@ -4,9 +4,11 @@ branches, failure policies, cancel, retry, resume, stats, validation and graph e
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import warnings
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -36,10 +38,12 @@ from jobforge import (
 from jobforge.deps import CycleError, DependencyError, MissingDependency
 from jobforge.store.graph import WorkflowNotFound
 from jobforge.testing import run_until_idle
+from jobforge.workflows import picture
 from jobforge.workflows.files import load_workflow_file
 from jobforge.workflows.records import WorkflowRecord
 
 FAST: dict[str, Any] = {"poll_interval": 0.05}
+SVG = "http://www.w3.org/2000/svg"
 S = JobStatus
 
 
@@ -725,7 +729,7 @@ def test_workflow_from_file_runs(app: Forge, tmp_path: Path) -> None:
     assert jobs_by_name(app, ref)["good"].result == "g"
 
 
-def test_workflow_graph_exports(app: Forge) -> None:
+def test_workflow_graph_exports(app: Forge, monkeypatch: pytest.MonkeyPatch) -> None:
     @app.job(retries=0)
     def node(ctx: JobContext, fail: bool = False) -> None:
         if fail:
@@ -772,6 +776,55 @@ def test_workflow_graph_exports(app: Forge) -> None:
     assert next(n["name"] for n in around_b["nodes"]) == "a"
     assert {n["name"] for n in around_b["nodes"]} == {"a", "b", "c", "d"}
     assert len(around_b["edges"]) == 3
+
+    # SVG, a picture: one box per job coloured by status, every edge pointing right.
+    title, boxes, arrows = svg_graph(app.workflow_graph(ref, "svg"))
+    assert title == 'quote "me"'  # escaped in the file, read back intact
+    assert {name: fill for name, (fill, _, _) in boxes.items()} == {
+        "a": "palegreen", "b": "salmon", "c": "gainsboro", "d": "palegreen",
+    }  # fmt: skip
+    x = {name: left for name, (_, left, _) in boxes.items()}
+    assert x["a"] < x["b"] < x["c"] and x["b"] < x["d"]  # columns by longest path
+    assert len({(left, top) for _, left, top in boxes.values()}) == 4  # no two boxes overlap
+    assert sorted(arrows) == sorted([
+        ("sequential: succeeded (resolved)", "darkgreen", False),
+        ("sequential: succeeded (failed)", "red", False),
+        ("parallel (resolved)", "darkgreen", True),
+        ("sequential: failed (resolved)", "darkgreen", False),
+    ])  # fmt: skip
+    _, near_b, _ = svg_graph(app.job_graph(jobs["b"].job_id, "svg"))
+    assert set(near_b) == {"a", "b", "c", "d"}
+
+    monkeypatch.setattr(picture, "MAX_JOBS", 3)
+    with pytest.raises(
+        ValidationError, match=re.escape("Graph too large to draw: 4 jobs (at most 3);")
+    ):
+        app.workflow_graph(ref, "svg")
+    with pytest.raises(ValidationError, match="expected dot, mermaid, json, svg"):
+        app.workflow_graph(ref, "png")
+
+
+def svg_graph(text: str) -> tuple[str, dict[str, tuple[str, float, float]], list[Any]]:
+    """(title, {job name: (fill, x, y)}, [(edge tooltip, stroke, dashed)]) of an SVG graph;
+    every edge must run from its parent's right side rightwards to its child."""
+    svg = ET.fromstring(text)  # well-formed XML, or this raises
+    assert svg.tag == f"{{{SVG}}}svg"
+    boxes: dict[str, tuple[str, float, float]] = {}
+    arrows = []
+    for g in svg.iter(f"{{{SVG}}}g"):
+        tip = g.findtext(f"{{{SVG}}}title") or ""
+        if g.get("class", "").startswith("job "):
+            rect = g.find(f"{{{SVG}}}rect")
+            assert rect is not None
+            boxes[tip.split(" (")[0]] = (rect.get("fill", ""), float(rect.get("x", 0)),
+                                         float(rect.get("y", 0)))  # fmt: skip
+        elif g.get("class", "").startswith("edge "):
+            path = g.find(f"{{{SVG}}}path")
+            assert path is not None
+            start, end = path.get("d", "").split()[0], path.get("d", "").split()[-1]
+            assert float(start[1:].split(",")[0]) < float(end.split(",")[0])  # points right
+            arrows.append((tip, path.get("stroke"), path.get("stroke-dasharray") is not None))
+    return svg.findtext(f"{{{SVG}}}title") or "", boxes, arrows
 
 
 def test_large_workflows_store_what_small_ones_do(app: Forge) -> None:

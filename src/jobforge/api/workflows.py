@@ -33,6 +33,7 @@ Writer = Annotated[Caller, Depends(requires("workflows:write"))]
 _GRAPH_CONTENT = {
     "text/plain": {"schema": {"type": "string"}},
     "application/json": {"schema": {"type": "object"}},
+    "image/svg+xml": {"schema": {"type": "string"}},
 }
 
 
@@ -101,14 +102,17 @@ def workflow_graph(
     workflow_id: str,
     request: Request,
     caller: Reader,
-    format: Literal["dot", "mermaid", "json"] = "json",
+    format: Literal["dot", "mermaid", "json", "svg"] = "json",
 ) -> Response:
-    """The workflow as Graphviz DOT, Mermaid (text) or JSON (nodes and edges)."""
+    """The workflow as Graphviz DOT, Mermaid (text), JSON (nodes and edges) or SVG (a
+    picture, up to 2,000 jobs)."""
     app = forge(request)
     wf = workflow_of(app, caller, workflow_id)
     text = app.workflow_graph(wf.workflow_id, format)
     if format == "json":
         return Response(text, media_type="application/json")
+    if format == "svg":
+        return Response(text, media_type="image/svg+xml")
     return PlainTextResponse(text)
 
 

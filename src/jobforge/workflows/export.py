@@ -1,4 +1,4 @@
-"""A graph of jobs as DOT, Mermaid or JSON, with statuses, durations and edge conditions."""
+"""A graph of jobs as DOT, Mermaid, JSON or SVG, with statuses, durations and edge conditions."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 from jobforge.errors import ValidationError
 from jobforge.jobs import Job, iso, utcnow
+from jobforge.workflows.picture import graph_svg
 from jobforge.workflows.records import EdgeRecord
 
-FORMATS = ("dot", "mermaid", "json")
+FORMATS = ("dot", "mermaid", "json", "svg")
 _COLOURS = {
     "succeeded": "palegreen",
     "partial_success": "khaki",
@@ -118,4 +119,10 @@ def render(fmt: str, jobs: Sequence[Job], edges: Sequence[EdgeRecord], title: st
         return graph_dot(jobs, edges, title)
     if fmt == "mermaid":
         return graph_mermaid(jobs, edges)
-    raise ValidationError(f"Unknown graph format {fmt!r} (expected dot, mermaid or json)")
+    if fmt == "svg":
+        return graph_svg(jobs, edges, title)
+    raise unknown_format(fmt)
+
+
+def unknown_format(fmt: str) -> ValidationError:
+    return ValidationError(f"Unknown graph format {fmt!r} (expected {', '.join(FORMATS)})")
